@@ -1,0 +1,63 @@
+# Entry points for a fresh machine with Python 3.10 (see README.md).
+# `make demo` and `make test` set everything up themselves.
+
+SHELL := /bin/bash
+VENV ?= .venv
+# Python 3.10: from pyenv when it has one, else python3.10 on PATH.
+PYTHON310 ?= $(shell ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1 || true)
+ifeq ($(strip $(PYTHON310)),)
+PYTHON310 := $(shell command -v python3.10)
+endif
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+DEMO_DIR ?= demo-output
+MOVIELENS ?= ../shared/data/ml-1m
+
+.PHONY: setup demo test test-slow test-all bazel-test lock bench-ingest bench-transfer bench-transfer-quick bench-serving clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/lock.txt setup.py pyproject.toml
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (e.g. pyenv install 3.10) or pass PYTHON310=/path/to/python3.10" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(UV) pip install --python $(PY) -r requirements/lock.txt
+	$(UV) pip install --python $(PY) --no-deps -e .
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/peterrec demo --output $(DEMO_DIR)
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) bazel-test
+
+test-slow: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m slow
+
+test-all: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m ''
+
+bazel-test: setup
+	bash tools/bazel_test.sh
+
+# Re-resolve the lock from the direct requirements (uv resolves in seconds).
+lock: setup
+	$(UV) pip compile requirements/base.in -c requirements/known-good.txt --python-version 3.10 -o requirements/lock.txt
+
+bench-ingest: setup
+	$(PY) benchmarks/ingest.py --movielens $(MOVIELENS)
+
+bench-transfer: setup
+	$(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS)
+
+bench-transfer-quick: setup
+	$(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS) --quick
+
+bench-serving: setup
+	$(PY) benchmarks/serving.py
+
+clean:
+	rm -rf $(DEMO_DIR) build *.egg-info bazel-*
