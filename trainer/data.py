@@ -1,0 +1,196 @@
+"""tf.data input pipelines over the sequence examples (ARCHITECTURE.md contract 1).
+
+Every pipeline reads the GZIP TFRecords of one split in parallel, parses whole batches with
+``example_format.feature_spec`` (list features come back ragged) and turns the item lists into
+a dense ``int32 [B, max_len]`` tensor that is LEFT-padded with ``PAD_ID`` and keeps the most
+recent ``max_len`` items (METHOD.md section 5, defect 2: the last position is always the last
+real item). Three flavours:
+
+- pretraining (``kind=None``): ``{"item_ids"}``;
+- classification: ``{"item_ids", "label"}`` (``label`` int32 [B]);
+- cold-start: ``{"item_ids", "target_item_ids"}`` (int32 [B, Tt], right-padded with PAD_ID,
+  oldest target first).
+
+``as_supervised`` turns the task flavours into Keras ``(features, target)`` pairs.
+"""
+
+import os
+from typing import Dict, List, Optional, Sequence, Union
+
+from peterrec.components import example_format, ids
+
+KINDS = (None, "classification", "cold_start")
+DEFAULT_SHUFFLE_BUFFER = 10_000
+
+
+class DataError(ValueError):
+    """The examples cannot be read as asked (no files, wrong kind, ids outside the vocabulary)."""
+
+
+def split_files(examples_root: str, split: str) -> List[str]:
+    """Returns the TFRecord files of one split of an Examples folder (``Split-<name>/``)."""
+    import tensorflow as tf
+
+    pattern = example_format.split_file_pattern(examples_root, split)
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        # TFX Examples artifacts may name their files differently: accept any file in the split.
+        files = sorted(f for f in tf.io.gfile.glob(os.path.join(example_format.split_dir(examples_root, split), "*"))
+                       if not tf.io.gfile.isdir(f))
+    if not files:
+        raise DataError(f"no TFRecord files for split {split!r} under {examples_root} "
+                        f"(expected {pattern})")
+    return files
+
+
+def expand_file_patterns(patterns: Union[str, Sequence[str]]) -> List[str]:
+    """Expands file patterns or folders (TFX ``fn_args.train_files`` style) into sorted files."""
+    import tensorflow as tf
+
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    files: List[str] = []
+    for pattern in patterns:
+        if tf.io.gfile.isdir(pattern):
+            pattern = os.path.join(pattern, "*")
+        files.extend(f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f))
+    if not files:
+        raise DataError(f"no files match {list(patterns)}")
+    return sorted(set(files))
+
+
+def left_pad(ragged, max_len: int, pad_id: int = ids.PAD_ID):
+    """Turns ragged rows into a dense [B, max_len] tensor, LEFT-padded, keeping the last items.
+
+    Rows longer than ``max_len`` keep their most recent ``max_len`` values; shorter rows get
+    ``pad_id`` in front, so position ``max_len - 1`` always holds a row's last value.
+    """
+    import tensorflow as tf
+
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    recent = ragged[:, -max_len:]
+    lengths = tf.cast(recent.row_lengths(), tf.int32)
+    right_padded = recent.to_tensor(default_value=tf.cast(pad_id, recent.dtype), shape=[None, max_len])
+    # Position j of a row of length n holds item j - (max_len - n), or padding if that is < 0.
+    source = tf.range(max_len, dtype=tf.int32)[tf.newaxis, :] - (max_len - lengths)[:, tf.newaxis]
+    gathered = tf.gather(right_padded, tf.maximum(source, 0), batch_dims=1)
+    return tf.where(source >= 0, gathered, tf.cast(pad_id, recent.dtype))
+
+
+def right_pad(ragged, max_len: Optional[int] = None, pad_id: int = ids.PAD_ID):
+    """Turns ragged rows into a dense right-padded tensor (width ``max_len`` or the longest row)."""
+    import tensorflow as tf
+
+    if max_len is not None:
+        ragged = ragged[:, :max_len]
+        return ragged.to_tensor(default_value=tf.cast(pad_id, ragged.dtype), shape=[None, max_len])
+    return ragged.to_tensor(default_value=tf.cast(pad_id, ragged.dtype))
+
+
+def _check_ids_below(values, limit: Optional[int], what: str):
+    """Fails the pipeline with a clear message when an id is outside [0, limit)."""
+    import tensorflow as tf
+
+    if limit is None:
+        return values
+    checks = [
+        tf.debugging.assert_less(
+            values, tf.cast(limit, values.dtype),
+            message=(f"{what} id >= {limit} (the vocabulary size the model was built with): the "
+                     "examples were built with another vocabulary")),
+        tf.debugging.assert_non_negative(values, message=f"negative {what} id in the examples"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(values)
+
+
+def parse_batch(serialized, max_len: int, kind: Optional[str] = None, max_targets: Optional[int] = None,
+                vocab_size: Optional[int] = None, num_outputs: Optional[int] = None,
+                keep_user_id: bool = False) -> Dict[str, object]:
+    """Parses a batch of serialized examples into the dense dict described in the module doc."""
+    import tensorflow as tf
+
+    if kind not in KINDS:
+        raise DataError(f"kind must be one of {KINDS}, got {kind!r}")
+    spec = example_format.feature_spec(with_label=kind == "classification", with_targets=kind == "cold_start")
+    parsed = tf.io.parse_example(serialized, spec)
+    item_ids = left_pad(parsed[example_format.ITEM_IDS], max_len)
+    features: Dict[str, object] = {"item_ids": _check_ids_below(tf.cast(item_ids, tf.int32), vocab_size, "item")}
+    if kind == "classification":
+        label = tf.cast(parsed[example_format.LABEL], tf.int32)
+        features["label"] = _check_ids_below(label, num_outputs, "label")
+    elif kind == "cold_start":
+        targets = tf.cast(right_pad(parsed[example_format.TARGET_ITEM_IDS], max_targets), tf.int32)
+        features["target_item_ids"] = _check_ids_below(targets, num_outputs, "target item")
+    if keep_user_id:
+        features["user_id"] = parsed[example_format.USER_ID]
+    return features
+
+
+def dataset_from_files(files: Union[str, Sequence[str]], batch_size: int, max_len: int,
+                       kind: Optional[str] = None, shuffle: bool = False, seed: int = 0,
+                       repeat: bool = False, max_targets: Optional[int] = None,
+                       vocab_size: Optional[int] = None, num_outputs: Optional[int] = None,
+                       keep_user_id: bool = False, drop_remainder: bool = False,
+                       shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER):
+    """Builds the batched, parsed, prefetched dataset over TFRecord files or file patterns.
+
+    ``vocab_size`` / ``num_outputs``, when given, make the pipeline fail with a clear error on
+    an item (label, target) id outside the model's vocabulary.
+    """
+    import tensorflow as tf
+
+    if kind not in KINDS:
+        raise DataError(f"kind must be one of {KINDS}, got {kind!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    files = expand_file_patterns(files)
+    file_ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        file_ds = file_ds.shuffle(len(files), seed=seed)
+    records = file_ds.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=example_format.COMPRESSION),
+        cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if shuffle:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        records = records.repeat()
+    batches = records.batch(batch_size, drop_remainder=drop_remainder)
+    parsed = batches.map(
+        lambda serialized: parse_batch(serialized, max_len, kind, max_targets, vocab_size, num_outputs, keep_user_id),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return parsed.prefetch(tf.data.AUTOTUNE)
+
+
+def sequence_dataset(examples_root: str, split: str, batch_size: int, max_len: int,
+                     kind: Optional[str] = None, shuffle: bool = False, seed: int = 0,
+                     repeat: bool = False, **kwargs):
+    """Dataset of one split of an Examples folder (see ``dataset_from_files`` for the options).
+
+    Yields ``{"item_ids": int32 [B, max_len]}`` (left-padded with PAD_ID, most recent items
+    kept) plus ``"label": int32 [B]`` for ``kind="classification"`` or
+    ``"target_item_ids": int32 [B, Tt]`` for ``kind="cold_start"``.
+    """
+    return dataset_from_files(split_files(examples_root, split), batch_size, max_len, kind=kind,
+                              shuffle=shuffle, seed=seed, repeat=repeat, **kwargs)
+
+
+def as_supervised(dataset, kind: str):
+    """Maps task batches to Keras ``({"item_ids"}, target)`` pairs (label or target_item_ids)."""
+    if kind == "classification":
+        key = "label"
+    elif kind == "cold_start":
+        key = "target_item_ids"
+    else:
+        raise DataError(f"as_supervised needs a task kind, got {kind!r}")
+    return dataset.map(lambda batch: ({"item_ids": batch["item_ids"]}, batch[key]))
+
+
+def count_examples(files: Union[str, Sequence[str]]) -> int:
+    """Counts the records in TFRecord files (one cheap pass; for steps and progress output)."""
+    import tensorflow as tf
+
+    files = expand_file_patterns(files)
+    dataset = tf.data.TFRecordDataset(files, compression_type=example_format.COMPRESSION)
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1).numpy())
