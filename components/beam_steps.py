@@ -1,0 +1,359 @@
+"""Beam building blocks shared by the ingestion and the task-example pipelines.
+
+- ``ReadTable``: files -> parsed records (keyed) + ``Reject``s + per-chunk counts, reading
+  byte-range chunks in parallel with exact line numbers (see ``readers``);
+- ``SequenceCombineFn``: per user, the most recent ``max_len`` events of each domain
+  bucket (a combiner, so partial results are merged before the shuffle);
+- ``to_history``: the combined events -> a ``UserHistory`` with its split and counts;
+- ``SumDictsFn`` for the run's counters, and writers for examples, rejects and JSON files.
+
+Counts travel as small dicts that are summed into one JSON file, so the driver reads
+exact figures on any runner; Beam metrics counters mirror them for runner UIs.
+"""
+
+import json
+import os
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import apache_beam as beam
+
+from peterrec.components import example_format, readers, splits
+from peterrec.components.records import (
+    MISSING_DOMAIN, UNKNOWN_ITEM, Interaction, ItemRecord, LabelRecord, Reject)
+
+METRICS_NAMESPACE = "peterrec.ingest"
+RECORDS, REJECTS, STATS = "records", "rejects", "stats"
+
+# An event inside the pipeline: (timestamp, file index, line number, position, item, domain).
+# Tuples compare by their first four fields, which are unique per event: the stable order.
+Event = Tuple[int, int, int, int, str, Optional[str]]
+
+
+def event_of(record: Interaction) -> Event:
+    """The compact, order-comparable form of an interaction."""
+    return (record.timestamp, record.file_index, record.line_number, record.position,
+            record.item, record.domain)
+
+
+class ParseChunkFn(beam.DoFn):
+    """Parses one chunk: records to the main output, rejects and counts to tagged outputs.
+
+    Interactions come out as ``(user, Event)``, labels as ``(user, LabelRecord)``, item
+    table rows as ``(item, domain)``. With ``item_domains`` (a side input, from a domain
+    rule) each interaction gets its item's domain, and items missing from the item table
+    are rejected; with ``need_domain`` an interaction without a domain is rejected.
+    """
+
+    def __init__(self, fmt: readers.LineFormat, need_domain: bool = False, stats_prefix: str = ""):
+        self._fmt = fmt
+        self._need_domain = need_domain
+        self._prefix = stats_prefix
+
+    def process(self, chunk: readers.Chunk, newlines_before: Dict[str, int],
+                item_domains: Optional[Dict[str, str]] = None):
+        fmt, need_domain = self._fmt, self._need_domain
+        lines = read = rejected = 0
+        for line_number, raw in readers.iter_chunk_lines(chunk, newlines_before[chunk.key]):
+            if fmt.has_header and line_number == 1:
+                continue
+            lines += 1
+            records, reject = fmt.parse_raw(raw, chunk.file, line_number)
+            if reject is None and records and type(records[0]) is Interaction:
+                records, reject = self._check_domains(records, raw, chunk.file, line_number, item_domains)
+            if reject is not None:
+                read += 1
+                rejected += 1
+                yield beam.pvalue.TaggedOutput(REJECTS, reject)
+                continue
+            for record in records:
+                kind = type(record)
+                if kind is Interaction:
+                    read += 1
+                    yield record.user, event_of(record)
+                elif kind is LabelRecord:
+                    read += 1
+                    yield record.user, record
+                elif kind is ItemRecord:
+                    read += 1
+                    yield record.item, record.domain
+        prefix = self._prefix
+        yield beam.pvalue.TaggedOutput(STATS, {prefix + "lines": lines, prefix + "read": read,
+                                               prefix + "rejected": rejected})
+
+    def _check_domains(self, records, raw, source, line_number, item_domains):
+        if item_domains is None and not self._need_domain:
+            return records, None
+        checked = []
+        for record in records:
+            if item_domains is not None:
+                domain = item_domains.get(record.item)
+                if domain is None:
+                    return [], Reject(UNKNOWN_ITEM, source.path, line_number, self._fmt.decode(raw),
+                                      f"item {record.item} is not in the item table, so its domain is unknown")
+                record = record._replace(domain=domain)
+            elif record.domain is None:
+                return [], Reject(MISSING_DOMAIN, source.path, line_number, self._fmt.decode(raw),
+                                  "the domain field is empty")
+            checked.append(record)
+        return checked, None
+
+
+class ReadTable(beam.PTransform):
+    """Reads a table's files in chunks: returns a DoOutputsTuple (records, rejects, stats)."""
+
+    def __init__(self, fmt: readers.LineFormat, files: Sequence[readers.SourceFile],
+                 chunk_bytes: int, need_domain: bool = False, item_domains=None, stats_prefix: str = ""):
+        super().__init__()
+        self._fmt = fmt
+        self._prefix = stats_prefix
+        self._chunks = readers.plan_chunks(files, chunk_bytes)
+        self._need_domain = need_domain
+        self._item_domains = item_domains
+
+    def expand(self, pbegin):
+        chunk_list = self._chunks
+        chunks = pbegin | "Chunks" >> beam.Create(chunk_list, reshuffle=False) | "Spread" >> beam.Reshuffle()
+        newlines_before = (
+            chunks
+            | "CountNewlines" >> beam.Map(lambda c: (c.key, readers.count_newlines(c)))
+            | "AllCounts" >> beam.combiners.ToDict()
+            | "FirstLines" >> beam.Map(lambda counts: readers.first_line_numbers(chunk_list, counts)))
+        side = {"newlines_before": beam.pvalue.AsSingleton(newlines_before)}
+        if self._item_domains is not None:
+            side["item_domains"] = beam.pvalue.AsDict(self._item_domains)
+        return chunks | "Parse" >> beam.ParDo(ParseChunkFn(self._fmt, self._need_domain, self._prefix), **side).with_outputs(
+            REJECTS, STATS, main=RECORDS)
+
+
+class SequenceCombineFn(beam.CombineFn):
+    """Per user: counts all events and keeps, per domain bucket, the latest ``limit`` ones.
+
+    ``buckets`` maps a record's domain to a bucket name (``"source"``, ``"target"``);
+    ``default_bucket`` takes the other domains (``None``: they are counted as filtered).
+    A bucket's limit of ``None`` keeps everything. The output is
+    ``(total, filtered, {bucket: events sorted oldest first})``.
+    """
+
+    def __init__(self, limits: Dict[str, Optional[int]], buckets: Optional[Dict[str, str]] = None,
+                 default_bucket: Optional[str] = "source"):
+        self._limits = dict(limits)
+        self._buckets = dict(buckets or {})
+        self._default = default_bucket
+
+    def create_accumulator(self):
+        return [0, 0, {}]
+
+    def _trim(self, bucket: str, events: List[Event]) -> List[Event]:
+        limit = self._limits.get(bucket)
+        if limit is None or len(events) <= limit:
+            return events
+        events.sort()
+        return events[-limit:]
+
+    def add_input(self, accumulator, event):
+        accumulator[0] += 1
+        bucket = self._buckets.get(event[5], self._default)
+        if bucket is None:
+            accumulator[1] += 1
+            return accumulator
+        events = accumulator[2].setdefault(bucket, [])
+        events.append(event)
+        limit = self._limits.get(bucket)
+        if limit is not None and len(events) > 2 * limit + 16:
+            accumulator[2][bucket] = self._trim(bucket, events)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for total, filtered, by_bucket in accumulators:
+            merged[0] += total
+            merged[1] += filtered
+            for bucket, events in by_bucket.items():
+                merged[2].setdefault(bucket, []).extend(events)
+        merged[2] = {b: self._trim(b, e) for b, e in merged[2].items()}
+        return merged
+
+    def compact(self, accumulator):
+        accumulator[2] = {b: self._trim(b, e) for b, e in accumulator[2].items()}
+        return accumulator
+
+    def extract_output(self, accumulator):
+        total, filtered, by_bucket = accumulator
+        return total, filtered, {b: sorted(self._trim(b, list(e))) for b, e in by_bucket.items()}
+
+
+class UserHistory(NamedTuple):
+    """One user's combined events: source items (oldest first) and optional target events."""
+
+    user: str
+    split: str
+    items: Tuple[str, ...]
+    timestamps: Tuple[int, ...]
+    total: int          # every interaction of the user that was read and parsed
+    filtered: int       # interactions of other domains
+    truncated: int      # source interactions older than the kept max_len
+    targets: Tuple[Event, ...] = ()
+
+    @property
+    def kept(self) -> int:
+        """Source interactions kept in the sequence."""
+        return len(self.items)
+
+
+def to_history(element, fractions, salt: str) -> UserHistory:
+    """Turns a combined ``(user, (total, filtered, buckets))`` into a ``UserHistory``."""
+    user, (total, filtered, buckets) = element
+    source = buckets.get("source", [])
+    targets = tuple(buckets.get("target", ()))
+    truncated = total - filtered - len(source) - len(targets)
+    return UserHistory(user, splits.assign_split(user, fractions, salt),
+                       tuple(e[4] for e in source), tuple(e[0] for e in source),
+                       total, filtered, truncated, targets)
+
+
+class SumDictsFn(beam.CombineFn):
+    """Sums dicts of counters (the run's statistics)."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, accumulator, counts):
+        for key, value in counts.items():
+            accumulator[key] = accumulator.get(key, 0) + value
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for accumulator in accumulators:
+            self.add_input(merged, accumulator)
+        return merged
+
+    def extract_output(self, accumulator):
+        return dict(sorted(accumulator.items()))
+
+
+def reject_to_json(reject: Reject) -> str:
+    """Counts a reject in Beam metrics and returns its rejects-file line."""
+    beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejects_{reject.reason}").inc()
+    return reject.to_json_line()
+
+
+def reject_stats(reject: Reject) -> Dict[str, int]:
+    """The counters a reject adds to the run's statistics."""
+    return {f"rejects/{reject.reason}": 1}
+
+
+REJECTS_PREFIX = "rejects"
+REJECTS_SUFFIX = ".jsonl"
+STATS_FILE = "_run_stats.json"
+SUMMARY_FILE = "summary.json"
+
+
+def write_rejects(rejects, rejects_dir: str):
+    """Writes rejects as JSON lines to ``rejects_dir/rejects-SSSSS-of-NNNNN.jsonl``."""
+    return (rejects
+            | "RejectsToJson" >> beam.Map(reject_to_json)
+            | "WriteRejects" >> beam.io.WriteToText(os.path.join(rejects_dir, REJECTS_PREFIX),
+                                                    file_name_suffix=REJECTS_SUFFIX))
+
+
+def write_single_file(pcoll, path: str, label: str):
+    """Writes a PCollection of one string to exactly ``path``."""
+    return pcoll | label >> beam.io.WriteToText(path, shard_name_template="", num_shards=1)
+
+
+def write_stats(stats_pcollections: Sequence, rejects_dir: str):
+    """Sums every stats dict of the run and writes them as one JSON file in rejects_dir."""
+    return (tuple(stats_pcollections)
+            | "AllStats" >> beam.Flatten()
+            | "SumStats" >> beam.CombineGlobally(SumDictsFn())
+            | "StatsJson" >> beam.Map(json.dumps)
+            | "WriteStats" >> beam.io.WriteToText(os.path.join(rejects_dir, STATS_FILE),
+                                                  shard_name_template="", num_shards=1))
+
+
+def write_examples(keyed_examples, examples_dir: str, split_names: Sequence[str], num_shards: int = 0):
+    """Writes ``(split, serialized example)`` pairs as GZIP TFRecords under Split-<name>/."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    parts = keyed_examples | "PartitionSplits" >> beam.Partition(
+        lambda kv, _n, names=tuple(split_names): names.index(kv[0]), len(split_names))
+    for name, part in zip(split_names, parts):
+        prefix = os.path.join(example_format.split_dir(examples_dir, name), example_format.FILE_PREFIX)
+        (part
+         | f"Serialized[{name}]" >> beam.Values()
+         | f"Write[{name}]" >> beam.io.WriteToTFRecord(
+             prefix, file_name_suffix=".gz", num_shards=num_shards,
+             compression_type=CompressionTypes.GZIP))
+
+
+def read_stats(rejects_dir: str) -> Dict[str, int]:
+    """Reads the stats file the pipeline wrote and deletes it (the summary replaces it)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    path = os.path.join(rejects_dir, STATS_FILE)
+    with FileSystems.open(path) as handle:
+        stats = json.loads(handle.read().decode("utf-8"))
+    FileSystems.delete([path])
+    return stats
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes a small text file on any Beam file system."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+def reject_files(rejects_dir: str) -> List[str]:
+    """Lists the rejects files of a rejects folder."""
+    return [path for path, _ in readers._match(os.path.join(rejects_dir, REJECTS_PREFIX + "*" + REJECTS_SUFFIX))]
+
+
+def read_rejects(rejects_dir: str, limit: Optional[int] = None) -> List[Reject]:
+    """Reads the rejects of a run (sorted by source, line number, reason); ``limit`` caps it."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found: List[Reject] = []
+    for path in reject_files(rejects_dir):
+        with FileSystems.open(path) as handle:
+            for line in handle.read().decode("utf-8").splitlines():
+                if line.strip():
+                    found.append(Reject.from_json_line(line))
+                    if limit is not None and len(found) >= limit:
+                        break
+        if limit is not None and len(found) >= limit:
+            break
+    found.sort(key=lambda r: (r.source, r.line_number if r.line_number is not None else -1, r.reason, r.line))
+    return found
+
+
+OUTPUT_PATTERNS = (
+    os.path.join("Split-*", example_format.FILE_PREFIX + "-*"),
+    REJECTS_PREFIX + "-*" + REJECTS_SUFFIX,
+    SUMMARY_FILE,
+    STATS_FILE,
+    "vocabulary.json",
+)
+
+
+def clear_outputs(*folders: str) -> None:
+    """Removes the files a previous run wrote into these output folders (only ours)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    stale = sorted({path for folder in folders for pattern in OUTPUT_PATTERNS
+                    for path, _ in readers._match(os.path.join(folder, pattern))})
+    if stale:
+        FileSystems.delete(stale)
+
+
+def history_stats(history: UserHistory) -> Dict[str, int]:
+    """The counters one user adds: read events by fate and users by split."""
+    return {"kept": history.kept, "truncated": history.truncated,
+            "filtered": history.filtered, "users": 1, f"users/{history.split}": 1}
+
+
+def iter_sorted(values: Iterable) -> List:
+    """Sorts a grouped iterable (Beam gives no order)."""
+    return sorted(values)
