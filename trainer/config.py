@@ -1,0 +1,232 @@
+"""Configuration dataclasses of the model: backbone, adapters (patches / IAK) and tasks.
+
+Every config has ``to_dict()``/``from_dict()`` (JSON-friendly) and ``validate()``, which raises
+``ValueError`` with a clear message. No TensorFlow here, so configs load fast anywhere.
+
+Dilations: ``BackboneConfig.dilations`` lists the dilation of every *conv layer*, two per
+residual block, in order. The default ``(1, 2, 4, 8, 1, 2, 4, 8)`` is four blocks with conv
+dilations (1, 2), (4, 8), (1, 2), (4, 8): NextItNet's "[1, 4] per block" notation, where a block
+of dilation r holds convs of dilation r and 2r (METHOD.md section 2).
+"""
+
+import dataclasses
+from typing import Any, Dict, Mapping, Tuple
+
+STRATEGIES = (
+    "peterrec-serial",
+    "peterrec-parallel",
+    "iak",
+    "fine-all",
+    "fine-cls",
+    "fine-last",
+    "peter-zero",
+)
+# Strategies that graft adapters into a frozen backbone.
+ADAPTER_STRATEGIES = ("peterrec-serial", "peterrec-parallel", "iak", "peter-zero")
+TASK_KINDS = ("classification", "cold_start")
+READOUTS = ("tcl", "mean", "tcl+mean")
+ADAPTER_KINDS = ("patch", "iak")
+PLACEMENTS = ("serial", "parallel")
+SOFTMAX_KINDS = ("full", "sampled")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _from_dict(cls, data: Mapping[str, Any]):
+    """Builds a dataclass from a dict, rejecting unknown keys (typos must not pass silently)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; expected some of {sorted(names)}")
+    return cls(**dict(data))
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """Hyper-parameters of the NextItNet (causal) / GRec-encoder (non-causal) backbone.
+
+    vocab_size: number of item ids including the reserved ids (components.ids).
+    embedding_dim: width d of the item embeddings and of every conv layer.
+    dilations: dilation of each conv layer, two per residual block (see module docstring).
+    kernel_size: width of every dilated conv.
+    causal: True for NextItNet (left padding, next-item pretraining); False for the GRec
+        encoder (symmetric padding, cloze pretraining).
+    layer_norm_epsilon: LayerNorm epsilon (1e-8 in the authors' code).
+    dropout: dropout rate after each ReLU in the blocks (0 disables).
+    """
+
+    vocab_size: int
+    embedding_dim: int = 64
+    dilations: Tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
+    kernel_size: int = 3
+    causal: bool = True
+    layer_norm_epsilon: float = 1e-8
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        self.dilations = tuple(int(d) for d in self.dilations)
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of residual blocks (two conv layers each)."""
+        return len(self.dilations) // 2
+
+    @property
+    def block_dilations(self) -> Tuple[Tuple[int, int], ...]:
+        """The (first conv, second conv) dilations of each block."""
+        return tuple((self.dilations[2 * i], self.dilations[2 * i + 1]) for i in range(self.num_blocks))
+
+    def receptive_field(self) -> int:
+        """Number of input positions one output position can see (one side, causal)."""
+        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+
+    def validate(self) -> "BackboneConfig":
+        """Raises ValueError if a value is out of range; returns self."""
+        from peterrec.components import ids
+
+        _check(int(self.vocab_size) > ids.NUM_RESERVED,
+               f"vocab_size must exceed the {ids.NUM_RESERVED} reserved ids, got {self.vocab_size}")
+        _check(int(self.embedding_dim) > 0, f"embedding_dim must be positive, got {self.embedding_dim}")
+        _check(len(self.dilations) >= 2 and len(self.dilations) % 2 == 0,
+               f"dilations lists two conv dilations per block, so its length must be even and >= 2; "
+               f"got {self.dilations}")
+        _check(all(d >= 1 for d in self.dilations), f"dilations must be >= 1, got {self.dilations}")
+        _check(int(self.kernel_size) >= 1, f"kernel_size must be >= 1, got {self.kernel_size}")
+        _check(self.causal or self.kernel_size % 2 == 1,
+               f"a non-causal backbone needs an odd kernel_size (symmetric padding), got {self.kernel_size}")
+        _check(float(self.layer_norm_epsilon) > 0, "layer_norm_epsilon must be positive")
+        _check(0.0 <= float(self.dropout) < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-friendly dict (dilations as a list)."""
+        data = dataclasses.asdict(self)
+        data["dilations"] = list(self.dilations)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BackboneConfig":
+        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        return _from_dict(cls, data).validate()
+
+
+@dataclasses.dataclass
+class AdapterConfig:
+    """One task's adapters: a PeterRec model patch or an IAK adapter, and where it goes.
+
+    kind: "patch" (METHOD.md section 3) or "iak" (section 6).
+    placement: "serial" (after each conv) or "parallel" (beside each conv).
+    bottleneck: hidden size of the adapter (the patch's bottleneck, IAK's latent size).
+    iak_beta: weight of IAK's KL term after warm-up.
+    iak_warmup_steps: training steps over which beta grows linearly from 0 to iak_beta.
+    """
+
+    kind: str = "patch"
+    placement: str = "serial"
+    bottleneck: int = 16
+    iak_beta: float = 1e-3
+    iak_warmup_steps: int = 500
+
+    def validate(self) -> "AdapterConfig":
+        """Raises ValueError if a value is out of range; returns self."""
+        _check(self.kind in ADAPTER_KINDS, f"adapter kind must be one of {ADAPTER_KINDS}, got {self.kind!r}")
+        _check(self.placement in PLACEMENTS, f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        _check(int(self.bottleneck) >= 1, f"bottleneck must be >= 1, got {self.bottleneck}")
+        _check(float(self.iak_beta) >= 0, f"iak_beta must be >= 0, got {self.iak_beta}")
+        _check(int(self.iak_warmup_steps) >= 0, f"iak_warmup_steps must be >= 0, got {self.iak_warmup_steps}")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-friendly dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AdapterConfig":
+        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        return _from_dict(cls, data).validate()
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    """One downstream task and how it is fine-tuned.
+
+    name: task name (also the serving signature name).
+    kind: "classification" (user attribute) or "cold_start" (target-domain items).
+    num_outputs: number of classes, or size of the target-item vocabulary incl. reserved ids.
+    strategy: one of STRATEGIES.
+    readout: user vector: "tcl" (hidden state at an appended task token), "mean" (mean over the
+        real positions), "tcl+mean" (both, concatenated).
+    adapter: the adapter config; the strategy overrides kind/placement where it implies them
+        (see ``effective_adapter``).
+    train_layer_norm: patch strategies also train a task-owned copy of each block's second
+        LayerNorm (METHOD.md section 3); the shared backbone is never modified.
+    fine_last_convs: number of last conv layers trained by "fine-last" (1 or 2).
+    head_hidden_units: optional hidden ReLU layer in the classification head (0 = linear).
+    softmax: cold-start loss: "full" softmax over all target items or "sampled".
+    num_sampled: negatives per batch for the sampled cold-start softmax.
+    """
+
+    name: str
+    kind: str = "classification"
+    num_outputs: int = 2
+    strategy: str = "peterrec-serial"
+    readout: str = "tcl"
+    adapter: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
+    train_layer_norm: bool = True
+    fine_last_convs: int = 2
+    head_hidden_units: int = 0
+    softmax: str = "full"
+    num_sampled: int = 100
+
+    def __post_init__(self):
+        if isinstance(self.adapter, Mapping):
+            self.adapter = AdapterConfig.from_dict(self.adapter)
+
+    def effective_adapter(self) -> AdapterConfig:
+        """The adapter config the strategy actually uses.
+
+        peterrec-serial / peterrec-parallel force a patch with that placement; iak forces the
+        IAK kind (placement from the config); peter-zero uses the config as given.
+        """
+        adapter = dataclasses.replace(self.adapter)
+        if self.strategy == "peterrec-serial":
+            adapter.kind, adapter.placement = "patch", "serial"
+        elif self.strategy == "peterrec-parallel":
+            adapter.kind, adapter.placement = "patch", "parallel"
+        elif self.strategy == "iak":
+            adapter.kind = "iak"
+        return adapter
+
+    @property
+    def uses_adapters(self) -> bool:
+        """True if the strategy grafts adapters into a frozen backbone."""
+        return self.strategy in ADAPTER_STRATEGIES
+
+    def validate(self) -> "TaskConfig":
+        """Raises ValueError if a value is out of range; returns self."""
+        _check(bool(self.name) and isinstance(self.name, str), "task name must be a non-empty string")
+        _check(self.kind in TASK_KINDS, f"task kind must be one of {TASK_KINDS}, got {self.kind!r}")
+        _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        _check(self.readout in READOUTS, f"readout must be one of {READOUTS}, got {self.readout!r}")
+        minimum = 2 if self.kind == "classification" else 2
+        _check(int(self.num_outputs) >= minimum, f"num_outputs must be >= {minimum}, got {self.num_outputs}")
+        _check(self.fine_last_convs in (1, 2), f"fine_last_convs must be 1 or 2, got {self.fine_last_convs}")
+        _check(int(self.head_hidden_units) >= 0, "head_hidden_units must be >= 0")
+        _check(self.softmax in SOFTMAX_KINDS, f"softmax must be one of {SOFTMAX_KINDS}, got {self.softmax!r}")
+        _check(int(self.num_sampled) >= 1, "num_sampled must be >= 1")
+        self.adapter.validate()
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-friendly dict (the adapter config nested)."""
+        data = dataclasses.asdict(self)
+        data["adapter"] = self.adapter.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TaskConfig":
+        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        return _from_dict(cls, data).validate()

@@ -1,0 +1,104 @@
+"""Task heads on top of the user vector.
+
+- ``ClassificationHead``: logits over ALL classes (a full softmax; the original code scored a
+  few random wrong classes, which inflates accuracy: METHOD.md section 5, defect 7).
+- ``ColdStartHead``: a new target-item embedding table ``E_t``; ``logits = u . E_t^T + b``,
+  full softmax by default, sampled softmax (with log-Q correction) as an option.
+"""
+
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from peterrec.components import ids
+
+_NEG = -1e9
+
+
+class ClassificationHead(keras.layers.Layer):
+    """Feed-forward softmax head: optional hidden ReLU layer, then logits over all classes."""
+
+    def __init__(self, num_classes: int, hidden_units: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.hidden_units = int(hidden_units)
+        self.hidden = keras.layers.Dense(self.hidden_units, activation="relu", name="hidden") \
+            if self.hidden_units > 0 else None
+        self.logits = keras.layers.Dense(self.num_classes, name="logits")
+
+    def build(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        if self.hidden is not None:
+            self.hidden.build(shape)
+            shape = shape[:-1].concatenate([self.hidden_units])
+        self.logits.build(shape)
+        super().build(input_shape)
+
+    def call(self, user_vectors):
+        """[B, d'] -> logits [B, num_classes]."""
+        h = self.hidden(user_vectors) if self.hidden is not None else user_vectors
+        return self.logits(h)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes, hidden_units=self.hidden_units)
+        return config
+
+
+class ColdStartHead(keras.layers.Layer):
+    """Scores every target-domain item for a user: ``logits = u . E_t^T + b``.
+
+    num_items: target vocabulary size including its reserved ids (``num_reserved``, padding);
+    reserved ids get a large negative logit so they never win nor take probability mass.
+    """
+
+    def __init__(self, num_items: int, num_reserved: int = len(ids.TARGET_RESERVED_TOKENS), **kwargs):
+        super().__init__(**kwargs)
+        self.num_items = int(num_items)
+        self.num_reserved = int(num_reserved)
+
+    def build(self, input_shape):
+        dim = int(tf.TensorShape(input_shape)[-1])
+        self.item_embeddings = self.add_weight(
+            name="target_item_embeddings", shape=(self.num_items, dim),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+        self.item_bias = self.add_weight(name="target_item_bias", shape=(self.num_items,), initializer="zeros")
+        reserved = np.zeros([self.num_items], np.float32)
+        reserved[: self.num_reserved] = _NEG
+        self._reserved_penalty = tf.constant(reserved)
+        super().build(input_shape)
+
+    def call(self, user_vectors):
+        """[B, d'] -> logits [B, num_items] (reserved ids at -1e9)."""
+        logits = tf.linalg.matmul(user_vectors, self.item_embeddings, transpose_b=True) + self.item_bias
+        return logits + tf.cast(self._reserved_penalty, logits.dtype)
+
+    def sampled_loss(self, user_vectors, target_ids, num_sampled: int = 100,
+                     target_counts: Optional[Sequence[float]] = None, seed: Optional[int] = None):
+        """Mean sampled-softmax loss over the (user, target) pairs whose target is not padding.
+
+        target_ids: [B] or [B, Tt] (padded with 0). Negatives come from the frequency-aware
+        unigram sampler over ``target_counts`` (one per target id; reserved ids get 0) when given,
+        else uniformly over the real target ids; the loss subtracts log Q (sampled_softmax_loss).
+        """
+        from peterrec.trainer.objectives import sampled_softmax_loss
+
+        target_ids = tf.convert_to_tensor(target_ids)
+        if target_ids.shape.rank == 1:
+            target_ids = target_ids[:, tf.newaxis]
+        tt = tf.shape(target_ids)[1]
+        users = tf.repeat(user_vectors, tt, axis=0)
+        flat = tf.reshape(target_ids, [-1])
+        keep = flat >= self.num_reserved
+        counts = target_counts
+        if counts is None:
+            counts = [0.0] * self.num_reserved + [1.0] * (self.num_items - self.num_reserved)
+        return sampled_softmax_loss(tf.boolean_mask(users, keep), tf.boolean_mask(flat, keep),
+                                    self.item_embeddings, self.item_bias, counts, num_sampled, seed=seed)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_items=self.num_items, num_reserved=self.num_reserved)
+        return config
