@@ -1,0 +1,224 @@
+"""TF Serving's gRPC API: ``tensorflow.serving.PredictionService`` and ``ModelService``.
+
+PredictionService: ``Predict``, ``GetModelMetadata`` (``signature_def``), ``Classify``
+(for classification signatures: each ``tf.Example`` carries its item ids in a bytes
+feature ``items``; every class comes back with its probability). ``Regress`` and
+``MultiInference`` answer UNIMPLEMENTED. ModelService: ``GetModelStatus`` and
+``HandleReloadConfigRequest``. The messages are those of ``tensorflow-serving-api``, so
+any TF Serving client works against this server and ``peterrec.serving.Client`` works
+against ``tensorflow_model_server``.
+"""
+
+import logging
+from concurrent import futures
+from typing import List, Optional, Tuple
+
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from peterrec.serving import errors, signatures, tensors
+from peterrec.serving.prediction import Predictor
+
+LOG = logging.getLogger("peterrec.serving")
+
+SIGNATURE_DEF_FIELD = "signature_def"
+_STATE_NUMBERS = dict(get_model_status_pb2.ModelVersionStatus.State.items())
+
+
+def model_spec_of(spec) -> Tuple[str, Optional[int], Optional[str]]:
+    """(name, version or None, label or None) of a ``ModelSpec``."""
+    version = spec.version.value if spec.HasField("version") else None
+    return spec.name, version, (spec.version_label or None)
+
+
+def _answer(context, method, request):
+    """Runs a handler; turns errors into gRPC statuses, so no request can break the server."""
+    try:
+        return method(request)
+    except errors.ServingError as error:
+        failure = error
+    except Exception as error:  # noqa: BLE001 - reported to the client, logged here
+        LOG.exception("unexpected error in a gRPC handler")
+        failure = errors.ServingError(errors.INTERNAL, f"{type(error).__name__}: {error}")
+    context.abort(failure.grpc_code, failure.message)
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """``tensorflow.serving.PredictionService`` over a ``Predictor``."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    def Predict(self, request, context):  # noqa: N802 - gRPC method name
+        return _answer(context, self._predict, request)
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        return _answer(context, self._metadata, request)
+
+    def Classify(self, request, context):  # noqa: N802
+        return _answer(context, self._classify, request)
+
+    def Regress(self, request, context):  # noqa: N802
+        context.abort(errors.ServingError(errors.UNIMPLEMENTED, "").grpc_code,
+                      "Regress is not served: peterrec models have no regression signatures")
+
+    def MultiInference(self, request, context):  # noqa: N802
+        context.abort(errors.ServingError(errors.UNIMPLEMENTED, "").grpc_code,
+                      "MultiInference is not served; use Predict or Classify")
+
+    def _predict(self, request):
+        predictor = self.predictor
+        name, version, label = model_spec_of(request.model_spec)
+        servable = predictor.resolve(name, version, label)
+        runner = predictor.signature(servable, request.model_spec.signature_name)
+        inputs = {}
+        for key, proto in request.inputs.items():
+            predictor.check_input_dtype(runner, key, proto.dtype)
+            inputs[key] = tensors.tensor_proto_to_ndarray(proto, key, predictor.limits.max_elements)
+        prediction = predictor.run(servable, runner, inputs, list(request.output_filter))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.model_name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = runner.name
+        for key, array in prediction.outputs.items():
+            tensors.ndarray_to_tensor_proto(array, response.outputs[key])
+        return response
+
+    def _metadata(self, request):
+        fields = list(request.metadata_field)
+        if not fields:
+            raise errors.invalid_argument(f"metadata_field is empty; ask for {SIGNATURE_DEF_FIELD!r}")
+        unknown = [field for field in fields if field != SIGNATURE_DEF_FIELD]
+        if unknown:
+            raise errors.invalid_argument(f"unknown metadata_field {unknown}; only {SIGNATURE_DEF_FIELD!r} is served")
+        name, version, label = model_spec_of(request.model_spec)
+        servable = self.predictor.resolve(name, version, label)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.model_name
+        response.model_spec.version.value = servable.version
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
+        return response
+
+    def _classify(self, request):
+        name, version, label = model_spec_of(request.model_spec)
+        servable = self.predictor.resolve(name, version, label)
+        rows = examples_to_rows(request.input)
+        runner, outputs = self.predictor.classify_rows(servable, request.model_spec.signature_name, rows)
+        response = classification_pb2.ClassificationResponse()
+        response.model_spec.name = servable.model_name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = runner.name
+        classes = outputs[signatures.OUTPUT_CLASSES]
+        probabilities = outputs[signatures.OUTPUT_PROBABILITIES]
+        for row in range(classes.shape[0]):
+            classifications = response.result.classifications.add()
+            for label_name, score in zip(classes[row], probabilities[row]):
+                classifications.classes.add(label=label_name.decode("utf-8", "replace"), score=float(score))
+        return response
+
+
+def _items_of(example, where: str) -> Optional[List[bytes]]:
+    feature = example.features.feature.get(signatures.INPUT_ITEMS)
+    if feature is None:
+        return None
+    kind = feature.WhichOneof("kind")
+    if kind == "bytes_list":
+        return list(feature.bytes_list.value)
+    if kind == "int64_list":
+        return [str(value).encode() for value in feature.int64_list.value]
+    raise errors.invalid_argument(f"{where}: feature {signatures.INPUT_ITEMS!r} must be a bytes_list of item ids")
+
+
+def examples_to_rows(model_input) -> List[List[bytes]]:
+    """Item-id rows of a ``tensorflow.serving.Input`` (one row per ``tf.Example``)."""
+    kind = model_input.WhichOneof("kind")
+    if kind == "example_list":
+        examples, context = model_input.example_list.examples, None
+    elif kind == "example_list_with_context":
+        examples = model_input.example_list_with_context.examples
+        context = model_input.example_list_with_context.context
+    else:
+        raise errors.invalid_argument("the request input holds no examples (set input.example_list)")
+    context_items = _items_of(context, "context") if context is not None else None
+    rows = []
+    for index, example in enumerate(examples):
+        items = _items_of(example, f"example {index}")
+        if items is None:
+            items = context_items
+        if items is None:
+            raise errors.invalid_argument(
+                f"example {index} has no feature {signatures.INPUT_ITEMS!r} (a bytes_list of item ids)"
+            )
+        rows.append(items)
+    return rows
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """``tensorflow.serving.ModelService``: model status and config reloads."""
+
+    def __init__(self, manager):
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        return _answer(context, self._status, request)
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        return _answer(context, self._reload, request)
+
+    def _status(self, request):
+        name, version, label = model_spec_of(request.model_spec)
+        if not name:
+            raise errors.invalid_argument("the request names no model (model_spec.name is empty)")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in self.manager.status(name, version, label):
+            entry = response.model_version_status.add(version=status.version, state=_STATE_NUMBERS[status.state])
+            entry.status.error_code = errors.CODE_NUMBERS[status.error_code]
+            entry.status.error_message = status.error_message
+        return response
+
+    def _reload(self, request):
+        if not request.HasField("config"):
+            raise errors.invalid_argument("the request holds no config")
+        self.manager.reload_config(request.config)
+        return model_management_pb2.ReloadConfigResponse()
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with brackets around IPv6 hosts."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def create_grpc_server(predictor: Predictor, manager, host: str = "127.0.0.1", port: int = 8500,
+                       max_workers: int = 64, max_message_bytes: Optional[int] = None):
+    """A started-to-be ``grpc.Server`` bound to ``host:port`` (0 picks a free port).
+
+    Returns ``(server, bound_port)``; raises OSError when the address cannot be bound.
+    """
+    import grpc
+
+    limit = max_message_bytes or predictor.limits.max_body_bytes
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="peterrec-grpc"),
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),  # never share a port with another server
+        ],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
+    address = host_port(host, port)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise OSError(f"cannot bind gRPC to {address}: {error}") from error
+    if not bound:
+        raise OSError(f"cannot bind gRPC to {address}")
+    return server, bound

@@ -1,0 +1,460 @@
+"""Loads SavedModel versions, keeps them current with the disk, and finds them for requests.
+
+``ModelManager(config)`` serves the models of a ``ModelServerConfig``. Each poll lists
+every model's base path (numeric sub-directories holding ``saved_model.pb``), loads the
+versions its policy wants that are not loaded yet (replaying their warm-up requests),
+and only then unloads the versions the policy no longer wants. A version leaves the
+request path the moment it is unloaded, but requests already holding it finish on it:
+nothing in flight fails. If a wanted version fails to load, the versions already
+serving stay (availability first) and the load is retried on later polls.
+
+Publish a version atomically (write it aside, then rename it to ``<base>/<N>``): a
+half-written directory may be seen by a poll.
+
+Version states follow TF Serving's ``ModelVersionStatus``: START, LOADING, AVAILABLE,
+UNLOADING, END (END with an error status after a failed load).
+"""
+
+import dataclasses
+import logging
+import os
+import threading
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from peterrec.serving import errors, model_config, signatures, tensors
+
+LOG = logging.getLogger("peterrec.serving")
+
+START = "START"
+LOADING = "LOADING"
+AVAILABLE = "AVAILABLE"
+UNLOADING = "UNLOADING"
+END = "END"
+
+SERVE_TAG = "serve"
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """dtype (a ``DataType`` enum) and shape (None = unknown rank, -1 = any size) of a tensor."""
+
+    dtype: int
+    shape: Optional[Tuple[int, ...]]
+
+    @property
+    def dtype_name(self) -> str:
+        """TF's dtype name ("string", "float32"...)."""
+        return tensors.dtype_name(self.dtype)
+
+    def describe(self) -> str:
+        """``string [-1, -1]``-style text for messages."""
+        shape = "unknown rank" if self.shape is None else list(self.shape)
+        return f"{self.dtype_name} {shape}"
+
+
+def _tensor_infos(mapping) -> Dict[str, TensorInfo]:
+    return {key: TensorInfo(info.dtype, tensors.proto_shape(info.tensor_shape)) for key, info in mapping.items()}
+
+
+class SignatureRunner:
+    """One signature of a loaded version: numpy inputs in, numpy outputs out.
+
+    Holds the loaded concrete function, so a request costs one call. ``calls`` counts
+    model calls (a batched call counts once).
+    """
+
+    def __init__(self, name: str, function, signature_def):
+        self.name = name
+        self._function = function
+        self.signature_def = signature_def
+        self.inputs = _tensor_infos(signature_def.inputs)
+        self.outputs = _tensor_infos(signature_def.outputs)
+        self.kind = signatures.signature_kind(name, self.outputs)
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def __call__(self, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        with self._lock:
+            self.calls += 1
+        feeds = {key: tf.convert_to_tensor(value) for key, value in arrays.items()}
+        try:
+            results = self._function(**feeds)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            message = getattr(error, "message", None) or str(error)
+            raise errors.invalid_argument(f"signature {self.name!r} rejected the input: {message}") from error
+        return {key: value.numpy() for key, value in results.items()}
+
+
+class ServableVersion:
+    """One loaded version of a model: its signatures, SignatureDefs and task metadata."""
+
+    def __init__(self, model_name: str, version: int, path: str, loaded, signature_defs: dict, tasks: dict):
+        self.model_name = model_name
+        self.version = version
+        self.path = path
+        self._loaded = loaded  # keeps the variables and tables alive
+        self.signature_defs = signature_defs
+        self.tasks = tasks
+        self.runners = {
+            name: SignatureRunner(name, loaded.signatures[name], signature_defs[name])
+            for name in loaded.signatures
+            if name in signature_defs
+        }
+
+    def signature(self, name: str) -> SignatureRunner:
+        """The runner of a signature, or NOT_FOUND naming the ones there are."""
+        runner = self.runners.get(name)
+        if runner is None:
+            raise errors.not_found(
+                f"model {self.model_name!r} version {self.version} has no signature {name!r}; "
+                f"signatures: {sorted(self.runners)}"
+            )
+        return runner
+
+    def signature_def_map(self):
+        """The ``tensorflow.serving.SignatureDefMap`` GetModelMetadata answers with."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        proto = get_model_metadata_pb2.SignatureDefMap()
+        for name in sorted(self.runners):
+            proto.signature_def[name].CopyFrom(self.signature_defs[name])
+        return proto
+
+
+def read_signature_defs(path: str, tag: str = SERVE_TAG) -> dict:
+    """The SignatureDefs of the meta graph tagged ``tag`` in a SavedModel directory."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    binary = os.path.join(path, "saved_model.pb")
+    if os.path.exists(binary):
+        with open(binary, "rb") as handle:
+            saved_model.ParseFromString(handle.read())
+    else:
+        with open(os.path.join(path, "saved_model.pbtxt"), encoding="utf-8") as handle:
+            text_format.Parse(handle.read(), saved_model)
+    for meta_graph in saved_model.meta_graphs:
+        if tag in meta_graph.meta_info_def.tags:
+            return {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+    raise ValueError(f"{path} has no meta graph tagged {tag!r}")
+
+
+def load_servable(model_name: str, version: int, path: str, warmup: bool = True) -> ServableVersion:
+    """Loads one SavedModel version and replays its warm-up requests."""
+    import tensorflow as tf
+
+    from peterrec.serving import warmup as warmup_module
+
+    signature_defs = read_signature_defs(path)
+    loaded = tf.saved_model.load(path, tags=[SERVE_TAG])
+    servable = ServableVersion(model_name, version, path, loaded, signature_defs, signatures.read_tasks_metadata(path))
+    if not servable.runners:
+        raise ValueError(f"{path} has no signatures to serve")
+    if warmup:
+        for request in warmup_module.read_warmup_requests(path):
+            runner = servable.signature(request.model_spec.signature_name or "serving_default")
+            runner({key: tensors.tensor_proto_to_ndarray(value, key) for key, value in request.inputs.items()})
+    return servable
+
+
+def list_versions(base_path: str) -> Dict[int, str]:
+    """Version number -> directory of every complete version under a base path."""
+    found = {}
+    for name in os.listdir(base_path):
+        if not name.isdigit():
+            continue
+        path = os.path.join(base_path, name)
+        if os.path.isfile(os.path.join(path, "saved_model.pb")) or os.path.isfile(
+            os.path.join(path, "saved_model.pbtxt")
+        ):
+            found[int(name)] = path
+    return found
+
+
+@dataclasses.dataclass
+class VersionStatus:
+    """What GetModelStatus reports for one version."""
+
+    version: int
+    state: str
+    error_code: str = "OK"
+    error_message: str = ""
+
+
+@dataclasses.dataclass
+class _Record:
+    status: VersionStatus
+    attempts: int = 0
+    stamp: Optional[float] = None  # mtime of saved_model.pb when the last load failed
+
+
+class _Model:
+    def __init__(self, entry: model_config.ModelEntry):
+        self.entry = entry
+        self.records: Dict[int, _Record] = {}
+        self.available: Dict[int, ServableVersion] = {}
+
+
+class ModelManager:
+    """Serves the models of a ``ModelServerConfig`` and keeps them in step with the disk.
+
+    ``poll_seconds`` > 0 starts a thread that polls every base path; 0 polls only on
+    ``start()``, ``poll_once()`` and ``reload_config()``.
+    """
+
+    def __init__(
+        self,
+        config=None,
+        poll_seconds: float = 1.0,
+        warmup: bool = True,
+        max_load_retries: int = 5,
+    ):
+        self.poll_seconds = poll_seconds
+        self.warmup = warmup
+        self.max_load_retries = max_load_retries
+        self._models: Dict[str, _Model] = {}
+        self._lock = threading.Lock()  # guards _models, records and available maps
+        self._poll_lock = threading.Lock()  # one poll or reload at a time
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._unload_listeners: List[Callable[[str, int], None]] = []
+        self._config = config
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        """Loads the configured models (synchronously), then starts polling."""
+        if self._config is not None:
+            self.reload_config(self._config, check_labels=False)
+        if self.poll_seconds and self.poll_seconds > 0 and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._poll_loop, name="peterrec-model-poll", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stops polling (loaded versions stay until the manager is dropped)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def add_unload_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Calls ``listener(model_name, version)`` whenever a version is unloaded."""
+        self._unload_listeners.append(listener)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - the poller must survive anything
+                LOG.exception("model poll failed")
+
+    # ---- config ---------------------------------------------------------------------
+    def reload_config(self, config, check_labels: bool = True) -> None:
+        """Serves exactly the models of ``config`` (a ``ModelServerConfig``).
+
+        New models are loaded before this returns; removed models are unloaded; changed
+        policies and labels apply at once. Raises INVALID_ARGUMENT for a bad config and,
+        with ``check_labels``, FAILED_PRECONDITION (after applying the rest) when a
+        version label points at a version that is not available.
+        """
+        try:
+            entries = model_config.entries_of(config)
+        except model_config.ModelConfigError as error:
+            raise errors.invalid_argument(f"bad model config: {error}") from error
+        with self._poll_lock:
+            removed = []
+            with self._lock:
+                wanted = {entry.name: entry for entry in entries}
+                for name in list(self._models):
+                    current = self._models[name]
+                    new = wanted.get(name)
+                    if new is None or new.base_path != current.entry.base_path:
+                        removed.append(self._models.pop(name))
+                for name, entry in wanted.items():
+                    if name in self._models:
+                        self._models[name].entry = entry
+                    else:
+                        self._models[name] = _Model(entry)
+                models = list(self._models.values())
+                self._config = config
+            for model in models:
+                self._sync(model)
+            for model in removed:
+                for version in sorted(model.available):
+                    self._unload(model, version)
+        if check_labels:
+            problems = self.label_problems()
+            if problems:
+                raise errors.ServingError(errors.FAILED_PRECONDITION, "; ".join(problems))
+
+    def label_problems(self) -> List[str]:
+        """Version labels that point at versions that are not available."""
+        problems = []
+        with self._lock:
+            for name, model in sorted(self._models.items()):
+                for label, version in sorted(model.entry.labels.items()):
+                    if version not in model.available:
+                        problems.append(
+                            f"label {label!r} of model {name!r} points at version {version}, which is not available"
+                        )
+        return problems
+
+    @property
+    def config(self):
+        """The ``ModelServerConfig`` being served."""
+        return self._config
+
+    # ---- polling --------------------------------------------------------------------
+    def poll_once(self) -> None:
+        """Brings every model in step with its base path (load new versions, then unload old)."""
+        with self._poll_lock:
+            with self._lock:
+                models = list(self._models.values())
+            for model in models:
+                self._sync(model)
+
+    def _sync(self, model: _Model) -> None:
+        entry = model.entry
+        try:
+            on_disk = list_versions(entry.base_path)
+        except OSError as error:
+            LOG.warning("cannot list base path %s of model %s: %s", entry.base_path, entry.name, error)
+            return
+        if not on_disk:
+            LOG.warning("no versions of model %s under %s", entry.name, entry.base_path)
+        wanted = entry.wants(on_disk)
+        for version in sorted(wanted):
+            if version not in model.available and self._should_load(model, version, on_disk[version]):
+                self._load(model, version, on_disk[version])
+        with self._lock:
+            stale = [v for v in model.available if v not in wanted]
+            # Availability first: keep old versions while no wanted version is serving.
+            any_wanted_serving = any(v in model.available for v in wanted)
+        if stale and (any_wanted_serving or not wanted):
+            for version in sorted(stale):
+                self._unload(model, version)
+
+    def _should_load(self, model: _Model, version: int, path: str) -> bool:
+        record = model.records.get(version)
+        if record is None or record.status.state != END or record.status.error_code == "OK":
+            return True
+        stamp = _stamp(path)
+        if stamp != record.stamp:  # rewritten since it failed: try afresh
+            record.attempts = 0
+            return True
+        return record.attempts < self.max_load_retries
+
+    def _load(self, model: _Model, version: int, path: str) -> None:
+        name = model.entry.name
+        with self._lock:
+            record = model.records.setdefault(version, _Record(VersionStatus(version, START)))
+            record.status = VersionStatus(version, LOADING)
+        LOG.info("loading model %s version %d from %s", name, version, path)
+        try:
+            servable = load_servable(name, version, path, warmup=self.warmup)
+        except Exception as error:  # noqa: BLE001 - a bad version must not stop the server
+            LOG.error("failed to load model %s version %d: %s", name, version, error)
+            with self._lock:
+                record.attempts += 1
+                record.stamp = _stamp(path)
+                record.status = VersionStatus(version, END, errors.UNKNOWN, f"failed to load {path}: {error}")
+            return
+        with self._lock:
+            model.available[version] = servable
+            record.status = VersionStatus(version, AVAILABLE)
+        LOG.info("model %s version %d is available", name, version)
+
+    def _unload(self, model: _Model, version: int) -> None:
+        name = model.entry.name
+        with self._lock:
+            servable = model.available.pop(version, None)
+            record = model.records.setdefault(version, _Record(VersionStatus(version, START)))
+            record.status = VersionStatus(version, UNLOADING)
+        for listener in self._unload_listeners:
+            try:
+                listener(name, version)
+            except Exception:  # noqa: BLE001
+                LOG.exception("unload listener failed")
+        del servable  # requests still holding it finish on it
+        with self._lock:
+            record.status = VersionStatus(version, END)
+        LOG.info("model %s version %d is unloaded", name, version)
+
+    # ---- request path ---------------------------------------------------------------
+    def _model(self, name: str) -> _Model:
+        model = self._models.get(name)
+        if model is None:
+            raise errors.not_found(f"model {name!r} is not served; models: {sorted(self._models)}")
+        return model
+
+    def _version_of_label(self, model: _Model, label: str) -> int:
+        if label not in model.entry.labels:
+            raise errors.not_found(
+                f"model {model.entry.name!r} has no version label {label!r}; labels: {sorted(model.entry.labels)}"
+            )
+        return model.entry.labels[label]
+
+    def resolve(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> ServableVersion:
+        """The loaded version a request asks for (the highest when neither version nor label is given)."""
+        if version is not None and label:
+            raise errors.invalid_argument("give a version or a version label, not both")
+        with self._lock:
+            model = self._model(name)
+            if label:
+                version = self._version_of_label(model, label)
+                servable = model.available.get(version)
+                if servable is None:
+                    raise errors.not_found(
+                        f"label {label!r} of model {name!r} points at version {version}, which is not loaded; "
+                        f"loaded versions: {sorted(model.available)}"
+                    )
+                return servable
+            if version is None:
+                if not model.available:
+                    raise errors.not_found(f"model {name!r} has no loaded version yet")
+                return model.available[max(model.available)]
+            servable = model.available.get(version)
+            if servable is None:
+                raise errors.not_found(
+                    f"model {name!r} has no loaded version {version}; loaded versions: {sorted(model.available)}"
+                )
+            return servable
+
+    def status(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> List[VersionStatus]:
+        """GetModelStatus: every version seen (or the one asked for), highest first."""
+        if version is not None and label:
+            raise errors.invalid_argument("give a version or a version label, not both")
+        with self._lock:
+            model = self._model(name)
+            if label:
+                version = self._version_of_label(model, label)
+            if version is not None:
+                record = model.records.get(version)
+                if record is None:
+                    raise errors.not_found(f"model {name!r} has no version {version}")
+                return [dataclasses.replace(record.status)]
+            return [dataclasses.replace(r.status) for _, r in sorted(model.records.items(), reverse=True)]
+
+    def model_names(self) -> List[str]:
+        """Names of the models being served."""
+        with self._lock:
+            return sorted(self._models)
+
+    def available_versions(self, name: str) -> List[int]:
+        """Loaded versions of a model, ascending."""
+        with self._lock:
+            return sorted(self._model(name).available)
+
+
+def _stamp(path: str) -> Optional[float]:
+    for name in ("saved_model.pb", "saved_model.pbtxt"):
+        try:
+            return os.path.getmtime(os.path.join(path, name))
+        except OSError:
+            continue
+    return None

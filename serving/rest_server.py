@@ -1,0 +1,463 @@
+"""TF Serving's REST API over the standard library's ``ThreadingHTTPServer``.
+
+Routes (``NAME``, then optionally ``/versions/N`` or ``/labels/L``):
+
+- ``GET /v1/models/NAME``: model status (``{"model_version_status": [...]}``);
+- ``GET /v1/models/NAME/metadata``: ``{"model_spec": ..., "metadata": {"signature_def": ...}}``;
+- ``POST /v1/models/NAME:predict``: ``{"signature_name": "genre", "instances": [...]}`` (row
+  format, answered with ``{"predictions": [...]}``) or ``{"inputs": ...}`` (columnar,
+  answered with ``{"outputs": ...}``). Strings are JSON strings, or ``{"b64": "..."}``
+  for bytes; rows of item ids may have different lengths (they are right-padded with
+  ``""``, the contract's padding);
+- ``POST /v1/models/NAME:classify``: ``{"examples": [{"items": ["a", "b"]}, ...]}``,
+  answered with ``{"results": [[["label", score], ...], ...]}``;
+- ``GET`` the monitoring path (when enabled): Prometheus metrics.
+
+Errors answer ``{"error": "..."}`` with 400 (bad request), 404 (unknown model, version,
+label, signature or path), 405, 411, 413 (body too large), 500 or 503.
+"""
+
+import base64
+import json
+import logging
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from peterrec.serving import errors, signatures, tensors
+from peterrec.serving.model_manager import TensorInfo
+from peterrec.serving.prediction import Predictor
+
+LOG = logging.getLogger("peterrec.serving")
+
+_ROUTE = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<action>/metadata|:predict|:classify|:regress)?/?$"
+)
+
+
+class HttpError(Exception):
+    """An HTTP answer other than 200 that is not a ServingError (405, 411, 413...)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---- JSON <-> numpy -------------------------------------------------------------------
+
+def _decode_string(value, name: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (ValueError, TypeError) as error:
+            raise errors.invalid_argument(f"input {name!r}: bad base64 in {value!r}: {error}") from error
+    raise errors.invalid_argument(f"input {name!r} expects strings, got {type(value).__name__} {value!r:.60}")
+
+
+def _depth(value) -> int:
+    depth = 0
+    while isinstance(value, list):
+        if not value:
+            return depth + 1
+        value = value[0]
+        depth += 1
+    return depth
+
+
+def _string_array(value, name: str) -> np.ndarray:
+    """Nested lists of strings -> object array of bytes; ragged last dimension right-padded with ""."""
+    depth = _depth(value)
+    if depth == 0:
+        array = np.empty((), dtype=object)
+        array[()] = _decode_string(value, name)
+        return array
+
+    shape: List[int] = [0] * depth
+
+    def measure(node, level):
+        if not isinstance(node, list):
+            raise errors.invalid_argument(f"input {name!r} mixes lists and values at the same depth")
+        if level < depth - 1:
+            if shape[level] and len(node) != shape[level]:
+                raise errors.invalid_argument(
+                    f"input {name!r} is ragged in dimension {level} ({len(node)} vs {shape[level]} entries); "
+                    "only the last dimension may vary (it is padded with \"\")"
+                )
+            shape[level] = len(node)
+            for child in node:
+                measure(child, level + 1)
+        else:
+            shape[level] = max(shape[level], len(node))
+
+    measure(value, 0)
+    count = 1
+    for size in shape:
+        count *= size
+    array = np.full(shape, b"", dtype=object)
+    if count == 0:
+        return array
+
+    def fill(node, index):
+        if len(index) == depth - 1:
+            row = array[tuple(index)]
+            for position, leaf in enumerate(node):
+                if isinstance(leaf, list):
+                    raise errors.invalid_argument(f"input {name!r} has more nesting than its first entry")
+                row[position] = _decode_string(leaf, name)
+            return
+        for position, child in enumerate(node):
+            fill(child, index + [position])
+
+    fill(value, [])
+    return array
+
+
+def _numeric_array(value, info: TensorInfo, name: str) -> np.ndarray:
+    dtype = tensors.numpy_dtype(info.dtype)
+
+    def check(node):
+        if isinstance(node, list):
+            for child in node:
+                check(child)
+        elif isinstance(node, bool):
+            if dtype != np.bool_:
+                raise errors.invalid_argument(f"input {name!r} expects {info.dtype_name} numbers, got {node!r}")
+        elif not isinstance(node, (int, float)):
+            raise errors.invalid_argument(
+                f"input {name!r} expects {info.dtype_name} numbers, got {type(node).__name__} {node!r:.60}"
+            )
+        elif dtype.kind in "iub" and isinstance(node, float):
+            raise errors.invalid_argument(f"input {name!r} expects {info.dtype_name} integers, got {node!r}")
+
+    check(value)
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (ValueError, OverflowError) as error:
+        raise errors.invalid_argument(f"input {name!r} is not a rectangular {info.dtype_name} array: {error}") from error
+
+
+def json_to_array(value, info: TensorInfo, name: str) -> np.ndarray:
+    """One input's JSON value -> numpy, typed by the signature (INVALID_ARGUMENT when it does not fit)."""
+    if info.dtype == tensors.dtype_enum("string"):
+        return _string_array(value, name)
+    return _numeric_array(value, info, name)
+
+
+def _json_value(array: np.ndarray):
+    if array.dtype == object:
+        def convert(node):
+            if isinstance(node, list):
+                return [convert(child) for child in node]
+            if isinstance(node, bytes):
+                try:
+                    return node.decode("utf-8")
+                except UnicodeDecodeError:
+                    return {"b64": base64.b64encode(node).decode("ascii")}
+            return node
+        return convert(array.tolist())
+    return array.tolist()
+
+
+def request_inputs(body: dict, runner) -> Tuple[Dict[str, np.ndarray], bool]:
+    """Numpy inputs of a predict body, and whether it used the row ("instances") format."""
+    has_instances, has_inputs = "instances" in body, "inputs" in body
+    if has_instances == has_inputs:
+        raise errors.invalid_argument('the body must hold exactly one of "instances" (rows) or "inputs" (columns)')
+    names = sorted(runner.inputs)
+    if has_instances:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise errors.invalid_argument('"instances" must be a non-empty list')
+        if all(isinstance(instance, dict) and "b64" not in instance for instance in instances):
+            keys = set(instances[0])
+            if any(set(instance) != keys for instance in instances):
+                raise errors.invalid_argument("every instance must name the same inputs")
+            columns = {key: [instance[key] for instance in instances] for key in keys}
+        elif len(names) == 1:
+            columns = {names[0]: instances}
+        else:
+            raise errors.invalid_argument(
+                f"signature {runner.name!r} takes inputs {names}: each instance must be an object naming them"
+            )
+    else:
+        inputs = body["inputs"]
+        if isinstance(inputs, dict) and "b64" not in inputs:
+            columns = inputs
+        elif len(names) == 1:
+            columns = {names[0]: inputs}
+        else:
+            raise errors.invalid_argument(f'signature {runner.name!r} takes inputs {names}: "inputs" must name them')
+    arrays = {}
+    for key, value in columns.items():
+        info = runner.inputs.get(key)
+        if info is None:
+            raise errors.invalid_argument(f"signature {runner.name!r} has no input {key!r}; inputs: {names}")
+        arrays[key] = json_to_array(value, info, key)
+    return arrays, has_instances
+
+
+def response_body(outputs: Dict[str, np.ndarray], rows_format: bool) -> dict:
+    """``{"predictions": ...}`` (row format) or ``{"outputs": ...}`` (columnar), as TF Serving answers."""
+    names = sorted(outputs)
+    if not rows_format:
+        if len(names) == 1:
+            return {"outputs": _json_value(outputs[names[0]])}
+        return {"outputs": {name: _json_value(outputs[name]) for name in names}}
+    columns = {name: _json_value(outputs[name]) for name in names}
+    sizes = {len(column) if isinstance(column, list) else -1 for column in columns.values()}
+    if len(sizes) != 1 or -1 in sizes:
+        raise errors.invalid_argument("outputs do not share a batch dimension; ask with \"inputs\" (columnar)")
+    if len(names) == 1:
+        return {"predictions": columns[names[0]]}
+    return {"predictions": [{name: columns[name][row] for name in names} for row in range(sizes.pop())]}
+
+
+# ---- the handler ----------------------------------------------------------------------
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "peterrec-serving"
+    timeout = 120  # seconds an idle keep-alive connection may hold a thread
+
+    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+        LOG.debug("rest %s - %s", self.address_string(), format % args)
+
+    # Every method goes through _dispatch so that nothing escapes as a dropped connection.
+    def do_GET(self):  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self):  # noqa: N802
+        self._dispatch("POST")
+
+    def do_PUT(self):  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_DELETE(self):  # noqa: N802
+        self._dispatch("DELETE")
+
+    def do_PATCH(self):  # noqa: N802
+        self._dispatch("PATCH")
+
+    def _dispatch(self, method: str) -> None:
+        content_type = "application/json"
+        try:
+            status, body, *rest = self._route(method)
+            if rest:
+                content_type = rest[0]
+        except errors.ServingError as error:
+            status, body = error.http_status, {"error": error.message}
+        except HttpError as error:
+            status, body = error.status, {"error": error.message}
+        except Exception as error:  # noqa: BLE001 - reported to the client, logged here
+            LOG.exception("unexpected error in a REST handler")
+            status, body = 500, {"error": f"{type(error).__name__}: {error}"}
+        self._send(status, body, content_type)
+
+    def _send(self, status: int, body, content_type: str = "application/json") -> None:
+        if isinstance(body, str):
+            payload = body.encode("utf-8")
+        else:
+            payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True
+
+    def _read_json(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            raise HttpError(411, "chunked request bodies are not supported; send Content-Length")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self.close_connection = True
+            raise HttpError(411, "a POST needs a Content-Length header")
+        try:
+            size = int(length)
+            if size < 0:
+                raise ValueError(length)
+        except ValueError:
+            self.close_connection = True
+            raise HttpError(400, f"bad Content-Length {length!r}") from None
+        limit = self.server.predictor.limits.max_body_bytes
+        if size > limit:
+            self.close_connection = True  # the body stays unread: this connection cannot go on
+            raise HttpError(413, f"request body of {size} bytes exceeds the limit of {limit} bytes")
+        raw = self.rfile.read(size)
+        if len(raw) != size:
+            self.close_connection = True
+            raise HttpError(400, f"request body ended after {len(raw)} of {size} bytes")
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as error:
+            raise errors.invalid_argument(f"malformed JSON body: {error}") from error
+        if not isinstance(body, dict):
+            raise errors.invalid_argument("the JSON body must be an object")
+        return body
+
+    def _route(self, method: str):
+        server = self.server
+        path = urlsplit(self.path).path
+        metrics_path = server.metrics_path
+        if metrics_path and path == metrics_path:
+            if method != "GET":
+                raise HttpError(405, f"{method} is not allowed on {path}")
+            return 200, server.predictor.metrics.prometheus_text(), "text/plain; version=0.0.4"
+        match = _ROUTE.match(path)
+        if match is None:
+            if method == "POST":
+                self._drain()
+            raise HttpError(404, f"no such resource {path!r}; expected /v1/models/NAME[/versions/N|/labels/L]"
+                                 "[/metadata|:predict|:classify]")
+        name = unquote(match["name"])
+        label = unquote(match["label"]) if match["label"] else None
+        version = None
+        if match["version"] is not None:
+            try:
+                version = int(match["version"])
+            except ValueError:
+                if method == "POST":
+                    self._drain()
+                raise errors.invalid_argument(f"version must be an integer, got {match['version']!r}") from None
+        action = match["action"]
+        expected = "POST" if action in (":predict", ":classify", ":regress") else "GET"
+        if method != expected:
+            if method == "POST":
+                self._drain()
+            raise HttpError(405, f"{method} is not allowed on {path}; use {expected}")
+        if action is None:
+            return 200, self._status(name, version, label)
+        if action == "/metadata":
+            return 200, self._metadata(name, version, label)
+        body = self._read_json()
+        if action == ":predict":
+            return 200, self._predict(name, version, label, body)
+        if action == ":classify":
+            return 200, self._classify(name, version, label, body)
+        raise errors.ServingError(errors.UNIMPLEMENTED, "regress is not served: peterrec models do not regress")
+
+    def _drain(self) -> None:
+        """Reads and drops a body we will not use, so the connection can carry on."""
+        try:
+            size = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            size = -1
+        if 0 <= size <= self.server.predictor.limits.max_body_bytes:
+            self.rfile.read(size)
+        else:
+            self.close_connection = True
+
+    def _status(self, name, version, label):
+        statuses = self.server.manager.status(name, version, label)
+        return {
+            "model_version_status": [
+                {
+                    "version": str(status.version),
+                    "state": status.state,
+                    "status": {"error_code": status.error_code, "error_message": status.error_message},
+                }
+                for status in statuses
+            ]
+        }
+
+    def _metadata(self, name, version, label):
+        from google.protobuf import json_format
+
+        servable = self.server.predictor.resolve(name, version, label)
+        signature_defs = json_format.MessageToDict(servable.signature_def_map(), preserving_proto_field_name=True)
+        return {
+            "model_spec": {"name": servable.model_name, "signature_name": "", "version": str(servable.version)},
+            "metadata": {"signature_def": signature_defs},
+        }
+
+    def _predict(self, name, version, label, body):
+        predictor = self.server.predictor
+        signature_name = body.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise errors.invalid_argument('"signature_name" must be a string')
+        servable = predictor.resolve(name, version, label)
+        runner = predictor.signature(servable, signature_name)
+        inputs, rows_format = request_inputs(body, runner)
+        prediction = predictor.run(servable, runner, inputs)
+        return response_body(prediction.outputs, rows_format)
+
+    def _classify(self, name, version, label, body):
+        predictor = self.server.predictor
+        signature_name = body.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise errors.invalid_argument('"signature_name" must be a string')
+        examples = body.get("examples")
+        if not isinstance(examples, list) or not examples:
+            raise errors.invalid_argument('"examples" must be a non-empty list of objects')
+        context = body.get("context", {})
+        if not isinstance(context, dict):
+            raise errors.invalid_argument('"context" must be an object')
+        rows = []
+        for index, example in enumerate(examples):
+            if not isinstance(example, dict):
+                raise errors.invalid_argument(f"example {index} must be an object")
+            items = example.get(signatures.INPUT_ITEMS, context.get(signatures.INPUT_ITEMS))
+            if not isinstance(items, list):
+                raise errors.invalid_argument(f'example {index} needs "items": a list of item ids')
+            rows.append([_decode_string(item, signatures.INPUT_ITEMS) if not isinstance(item, int) or
+                         isinstance(item, bool) else str(item).encode() for item in items])
+        servable = predictor.resolve(name, version, label)
+        _, outputs = predictor.classify_rows(servable, signature_name, rows)
+        classes = _json_value(outputs[signatures.OUTPUT_CLASSES])
+        probabilities = outputs[signatures.OUTPUT_PROBABILITIES].tolist()
+        return {"results": [[[c, p] for c, p in zip(cs, ps)] for cs, ps in zip(classes, probabilities)]}
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        LOG.debug("REST connection from %s failed", client_address, exc_info=True)
+
+
+class RestServer:
+    """TF Serving's REST API on ``host:port`` (0 picks a free port; ``port`` tells which)."""
+
+    def __init__(self, predictor: Predictor, manager, host: str = "127.0.0.1", port: int = 8501,
+                 metrics_path: Optional[str] = None):
+        server_class = _HttpServer
+        if ":" in host:
+            server_class = type("_HttpServer6", (_HttpServer,), {"address_family": socket.AF_INET6})
+        self._httpd = server_class((host.strip("[]"), port), _Handler)
+        self._httpd.predictor = predictor
+        self._httpd.manager = manager
+        self._httpd.metrics_path = metrics_path if predictor.metrics is not None else None
+        self.host = host
+        self.port = self._httpd.server_address[1]
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        """Serves in a background thread."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="peterrec-rest", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops accepting connections and closes the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

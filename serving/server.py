@@ -1,0 +1,193 @@
+"""The model server: one ModelManager, one Batcher, gRPC and REST front ends.
+
+    from peterrec.serving.server import Server
+
+    with Server("models.config", grpc_port=0, rest_port=0) as server:   # 0: pick free ports
+        print(server.grpc_target, server.rest_url)
+        ...
+
+``Server.start()`` loads every configured model before it opens the ports, then polls
+the base paths every ``poll_seconds`` (new versions load without failing in-flight
+requests; old ones unload per policy). It binds 127.0.0.1 unless ``host`` says
+otherwise; a port of ``None`` leaves that front end off.
+"""
+
+import logging
+import os
+import threading
+from typing import Optional
+
+from peterrec.serving import model_config
+from peterrec.serving.batching import Batcher, BatchingOptions
+from peterrec.serving.metrics import Metrics
+from peterrec.serving.model_manager import ModelManager
+from peterrec.serving.prediction import Predictor, RequestLimits
+
+LOG = logging.getLogger("peterrec.serving")
+
+DEFAULT_BATCHING = BatchingOptions(max_batch_size=32, batch_timeout_micros=0, num_batch_threads=4)
+
+
+class Server:
+    """A TF-Serving-compatible server for SavedModels that follow the signature contract.
+
+    ``model_config_path`` names a ``models.config`` file (or pass ``model_config``: a
+    ``ModelServerConfig`` or a list of ``ModelEntry``). ``batching=None`` turns batching
+    off. ``config_poll_seconds`` > 0 re-reads the config file when it changes.
+    ``monitoring`` (a ``MonitoringConfig``) exposes Prometheus metrics on the REST port.
+    """
+
+    def __init__(
+        self,
+        model_config_path: Optional[str] = None,
+        grpc_port: Optional[int] = 8500,
+        rest_port: Optional[int] = 8501,
+        host: str = "127.0.0.1",
+        poll_seconds: float = 1.0,
+        batching: Optional[BatchingOptions] = DEFAULT_BATCHING,
+        limits: Optional[RequestLimits] = None,
+        model_config=None,
+        monitoring: Optional[model_config.MonitoringConfig] = None,
+        config_poll_seconds: float = 0.0,
+        max_workers: int = 64,
+        warmup: bool = True,
+    ):
+        if (model_config_path is None) == (model_config is None):
+            raise ValueError("give exactly one of model_config_path or model_config")
+        if grpc_port is None and rest_port is None:
+            raise ValueError("turn on at least one of gRPC or REST")
+        self.model_config_path = model_config_path
+        self._config_arg = model_config
+        self.host = host
+        self._grpc_port_arg = grpc_port
+        self._rest_port_arg = rest_port
+        self.poll_seconds = poll_seconds
+        self.config_poll_seconds = config_poll_seconds
+        self.max_workers = max_workers
+        self.monitoring = monitoring
+        self.warmup = warmup
+        self.batcher = Batcher(batching) if batching is not None else None
+        self.limits = limits or RequestLimits()
+        self.manager: Optional[ModelManager] = None
+        self.predictor: Optional[Predictor] = None
+        self.metrics: Optional[Metrics] = None
+        self.grpc_port: Optional[int] = None
+        self.rest_port: Optional[int] = None
+        self._grpc = None
+        self._rest = None
+        self._stopped = threading.Event()
+        self._config_thread: Optional[threading.Thread] = None
+        self._config_stamp = None
+
+    # ---- addresses --------------------------------------------------------------------
+    @property
+    def grpc_target(self) -> str:
+        """``host:port`` of the gRPC API (for ``Client`` or ``grpc.insecure_channel``)."""
+        from peterrec.serving.grpc_server import host_port
+
+        return host_port(self.host, self.grpc_port)
+
+    @property
+    def rest_url(self) -> str:
+        """``http://host:port`` of the REST API."""
+        from peterrec.serving.grpc_server import host_port
+
+        return "http://" + host_port(self.host, self.rest_port)
+
+    # ---- lifecycle --------------------------------------------------------------------
+    def _read_config(self):
+        if self.model_config_path is not None:
+            return model_config.read_model_config(self.model_config_path)
+        if isinstance(self._config_arg, (list, tuple)):
+            return model_config.build_model_server_config(list(self._config_arg))
+        return self._config_arg
+
+    def start(self) -> "Server":
+        """Loads the models, opens the ports, starts polling; returns self."""
+        config = self._read_config()
+        self._config_stamp = self._stamp()
+        self.manager = ModelManager(config, poll_seconds=self.poll_seconds, warmup=self.warmup)
+        self.manager.start()
+        problems = self.manager.label_problems()
+        for problem in problems:
+            LOG.warning("%s", problem)
+        if self.batcher is not None:
+            batcher = self.batcher
+            self.manager.add_unload_listener(
+                lambda name, version: batcher.forget(lambda key: key[0] == name and key[1] == version)
+            )
+        self.metrics = Metrics(
+            self.batcher.stats if self.batcher else None,
+            versions=lambda: {name: self.manager.available_versions(name) for name in self.manager.model_names()},
+        )
+        self.predictor = Predictor(self.manager, self.batcher, self.limits, self.metrics)
+        try:
+            if self._grpc_port_arg is not None:
+                from peterrec.serving.grpc_server import create_grpc_server
+
+                self._grpc, self.grpc_port = create_grpc_server(
+                    self.predictor, self.manager, self.host, self._grpc_port_arg, self.max_workers
+                )
+                self._grpc.start()
+            if self._rest_port_arg is not None:
+                from peterrec.serving.rest_server import RestServer
+
+                metrics_path = self.monitoring.path if self.monitoring and self.monitoring.enable else None
+                self._rest = RestServer(self.predictor, self.manager, self.host, self._rest_port_arg, metrics_path)
+                self.rest_port = self._rest.port
+                self._rest.start()
+        except BaseException:
+            self.stop()
+            raise
+        if self.model_config_path and self.config_poll_seconds > 0:
+            self._config_thread = threading.Thread(target=self._watch_config, name="peterrec-config", daemon=True)
+            self._config_thread.start()
+        LOG.info("serving gRPC on %s, REST on %s", self.grpc_port, self.rest_port)
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stops the front ends (in-flight calls get ``grace`` seconds) and polling."""
+        self._stopped.set()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+            self._grpc = None
+        if self._rest is not None:
+            self._rest.stop()
+            self._rest = None
+        if self.manager is not None:
+            self.manager.stop()
+        if self._config_thread is not None:
+            self._config_thread.join(timeout=10)
+            self._config_thread = None
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until ``stop()`` (or the timeout); True when stopped."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- config file polling --------------------------------------------------------
+    def _stamp(self):
+        if not self.model_config_path:
+            return None
+        try:
+            stat = os.stat(self.model_config_path)
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _watch_config(self) -> None:
+        while not self._stopped.wait(self.config_poll_seconds):
+            stamp = self._stamp()
+            if stamp is None or stamp == self._config_stamp:
+                continue
+            self._config_stamp = stamp
+            try:
+                self.manager.reload_config(model_config.read_model_config(self.model_config_path))
+                LOG.info("reloaded %s", self.model_config_path)
+            except Exception as error:  # noqa: BLE001 - keep serving the last good config
+                LOG.error("could not apply %s: %s", self.model_config_path, error)
