@@ -4,10 +4,13 @@ Each check that depends on what a fresh interpreter has imported runs in a subpr
 (this process already imported TensorFlow through tests/conftest.py).
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import peterrec
 
@@ -33,6 +36,13 @@ def test_peterrec_is_imported_from_the_tree_under_test():
     tests_dir = Path(__file__).parent
     assert package_dir == tests_dir.parent, (package_dir, tests_dir)
     assert (package_dir / "components" / "__init__.py").is_file()
+
+
+@pytest.mark.skipif("TEST_SRCDIR" not in os.environ, reason="checks Bazel's import path")
+def test_under_bazel_rooms_import_only_inside_peterrec():
+    # tools/pytest_main.py removes the repository folder that Bazel's launcher adds.
+    assert importlib.util.find_spec("components") is None
+    assert importlib.util.find_spec("peterrec.components") is not None
 
 
 def test_import_selects_tf_keras_without_importing_tensorflow():
