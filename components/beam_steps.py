@@ -51,30 +51,32 @@ class ParseChunkFn(beam.DoFn):
 
     def process(self, chunk: readers.Chunk, newlines_before: Dict[str, int],
                 item_domains: Optional[Dict[str, str]] = None):
-        fmt, need_domain = self._fmt, self._need_domain
+        fmt, parse_raw = self._fmt, self._fmt.parse_raw
+        check = item_domains is not None or self._need_domain
+        skip_header = fmt.has_header
+        source = chunk.file
         lines = read = rejected = 0
         for line_number, raw in readers.iter_chunk_lines(chunk, newlines_before[chunk.key]):
-            if fmt.has_header and line_number == 1:
+            if skip_header and line_number == 1:
                 continue
             lines += 1
-            records, reject = fmt.parse_raw(raw, chunk.file, line_number)
-            if reject is None and records and type(records[0]) is Interaction:
-                records, reject = self._check_domains(records, raw, chunk.file, line_number, item_domains)
+            records, reject = parse_raw(raw, source, line_number)
+            if check and reject is None and records and type(records[0]) is Interaction:
+                records, reject = self._check_domains(records, raw, source, line_number, item_domains)
             if reject is not None:
                 read += 1
                 rejected += 1
                 yield beam.pvalue.TaggedOutput(REJECTS, reject)
                 continue
+            read += len(records)
             for record in records:
                 kind = type(record)
                 if kind is Interaction:
-                    read += 1
-                    yield record.user, event_of(record)
+                    yield record.user, (record.timestamp, record.file_index, record.line_number,
+                                        record.position, record.item, record.domain)
                 elif kind is LabelRecord:
-                    read += 1
                     yield record.user, record
-                elif kind is ItemRecord:
-                    read += 1
+                else:
                     yield record.item, record.domain
         prefix = self._prefix
         yield beam.pvalue.TaggedOutput(STATS, {prefix + "lines": lines, prefix + "read": read,
@@ -352,6 +354,11 @@ def history_stats(history: UserHistory) -> Dict[str, int]:
     """The counters one user adds: read events by fate and users by split."""
     return {"kept": history.kept, "truncated": history.truncated,
             "filtered": history.filtered, "users": 1, f"users/{history.split}": 1}
+
+
+def dropped_user_stats(history: UserHistory) -> Dict[str, int]:
+    """The counters of a user rejected as a whole: all their in-domain interactions are dropped."""
+    return {"dropped": history.total - history.filtered, "filtered": history.filtered}
 
 
 def iter_sorted(values: Iterable) -> List:

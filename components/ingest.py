@@ -368,10 +368,7 @@ def _route_history(history, empty_source: str):
         yield beam.pvalue.TaggedOutput(beam_steps.REJECTS, Reject(
             EMPTY_SEQUENCE, empty_source, None, history.user,
             f"no interactions left in the sequence ({history.filtered} of other domains)"))
-        yield beam.pvalue.TaggedOutput(beam_steps.STATS, {"dropped": history.total - history.filtered
-                                                          - history.truncated,
-                                                          "truncated": history.truncated,
-                                                          "filtered": history.filtered})
+        yield beam.pvalue.TaggedOutput(beam_steps.STATS, beam_steps.dropped_user_stats(history))
 
 
 def _encode_history(history, vocabulary: Vocabulary):

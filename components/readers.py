@@ -377,12 +377,27 @@ class MovieLens1MRatings(LineFormat):
     name = "movielens-1m"
     default_file = "ratings.dat"
     encoding = "latin-1"
+    delimiter = "::"
+    _plain_ratings = frozenset("12345")
 
     def parse(self, text, source, line_number):
-        user, item, rating, timestamp = split_fields(text, "::", 4)
+        user, item, rating, timestamp = split_fields(text, self.delimiter, 4)
         check_rating(rating)
         return [Interaction(parse_numeric_id(user, "user id"), parse_numeric_id(item, "item id"),
                             parse_timestamp(timestamp), source.index, line_number)]
+
+    def parse_raw(self, raw, source, line_number):
+        # Fast path for the common clean line (ML-1M has a million of them); anything
+        # unusual goes through the checked path, which gives the same records or a Reject.
+        text = raw.decode("latin-1")
+        if text.isascii():
+            fields = text.split(self.delimiter)
+            if len(fields) == 4:
+                user, item, rating, timestamp = fields
+                if (user.isdigit() and item.isdigit() and timestamp.isdigit() and user[0] != "0"
+                        and item[0] != "0" and rating in self._plain_ratings and len(timestamp) < 19):
+                    return [Interaction(user, item, int(timestamp), source.index, line_number)], None
+        return super().parse_raw(raw, source, line_number)
 
 
 class MovieLens100KRatings(MovieLens1MRatings):
@@ -390,12 +405,7 @@ class MovieLens100KRatings(MovieLens1MRatings):
 
     name = "movielens-100k"
     default_file = "u.data"
-
-    def parse(self, text, source, line_number):
-        user, item, rating, timestamp = split_fields(text, "\t", 4)
-        check_rating(rating)
-        return [Interaction(parse_numeric_id(user, "user id"), parse_numeric_id(item, "item id"),
-                            parse_timestamp(timestamp), source.index, line_number)]
+    delimiter = "\t"
 
 
 USER_COLUMNS = ("user", "user_id", "userid", "uid")
