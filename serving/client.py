@@ -201,7 +201,8 @@ class Client:
         return sorted(info.get("outputs", {}))
 
     # ---- the peterrec calls -----------------------------------------------------------
-    def _items_input(self, items: Items) -> Tuple[np.ndarray, bool]:
+    def items_array(self, items: Items) -> Tuple[np.ndarray, bool]:
+        """The ``items`` input of a sequence or batch (right-padded bytes), and whether it is a batch."""
         rows, is_batch = _rows(items)
         padded = signatures.pad_item_rows(rows)
         array = np.empty((len(padded), len(padded[0])), dtype=object)
@@ -212,7 +213,7 @@ class Client:
     def _top_k(self, signature: str, items: Items, k: int):
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        array, is_batch = self._items_input(items)
+        array, is_batch = self.items_array(items)
         outputs = self.predict(signature, {signatures.INPUT_ITEMS: array})
         names, scores = outputs[signatures.OUTPUT_ITEMS], outputs[signatures.OUTPUT_SCORES]
         answers = []
@@ -235,7 +236,7 @@ class Client:
 
     def classify(self, task: str, items: Items):
         """A classification task's ``Classification`` (label, label_id, probability of every class)."""
-        array, is_batch = self._items_input(items)
+        array, is_batch = self.items_array(items)
         outputs = self.predict(task, {signatures.INPUT_ITEMS: array})
         answers = []
         for row in range(array.shape[0]):
@@ -252,7 +253,7 @@ class Client:
 
     def embed(self, items: Items) -> np.ndarray:
         """The user vector(s): float32 ``[d]`` for one sequence, ``[B, d]`` for a batch."""
-        array, is_batch = self._items_input(items)
+        array, is_batch = self.items_array(items)
         embedding = self.predict(signatures.EMBED_SIGNATURE, {signatures.INPUT_ITEMS: array})[
             signatures.OUTPUT_EMBEDDING
         ]
