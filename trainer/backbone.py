@@ -22,6 +22,12 @@ import tf_keras as keras
 from peterrec.components import ids
 from peterrec.trainer.config import BackboneConfig
 
+# Our methods have no data-dependent Python control flow: skipping AutoGraph's source
+# conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
+# undecorated (Keras inspects their signature); they run unconverted when called from a
+# decorated method such as ``train_step``.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 
 def _truncated_normal():
     """The item-embedding / conv initialiser: truncated normal, stddev 0.02 (a new instance)."""
@@ -212,11 +218,13 @@ class NextItNetBackbone(keras.Model):
             self.build()
         return self
 
+    @_no_autograph
     def embed(self, item_ids):
         """item ids [B, T] -> embeddings [B, T, d], zero at padding positions."""
         emb = self.embedding(item_ids)
         return emb * _float_mask(tf.not_equal(item_ids, ids.PAD_ID), emb.dtype)
 
+    @_no_autograph
     def encode(self, embeddings, mask, patches=None, training=None):
         """Runs the blocks over [B, T, d] embeddings; mask [B, T] marks real positions.
 
@@ -236,6 +244,7 @@ class NextItNetBackbone(keras.Model):
         item_ids = tf.convert_to_tensor(item_ids)
         return self.encode(self.embed(item_ids), tf.not_equal(item_ids, ids.PAD_ID), training=training)
 
+    @_no_autograph
     def item_logits(self, hidden):
         """Hidden states [..., d] -> logits over all items [..., V] (pretraining output layer)."""
         return self.output_layer(hidden)

@@ -14,6 +14,12 @@ import tf_keras as keras
 
 from peterrec.components import ids
 
+# Our methods have no data-dependent Python control flow: skipping AutoGraph's source
+# conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
+# undecorated (Keras inspects their signature); they run unconverted when called from a
+# decorated method such as ``train_step``.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 _NEG = -1e9
 
 
@@ -75,6 +81,7 @@ class ColdStartHead(keras.layers.Layer):
         logits = tf.linalg.matmul(user_vectors, self.item_embeddings, transpose_b=True) + self.item_bias
         return logits + tf.cast(self._reserved_penalty, logits.dtype)
 
+    @_no_autograph
     def sampled_loss(self, user_vectors, target_ids, num_sampled: int = 100,
                      target_counts: Optional[Sequence[float]] = None, seed: Optional[int] = None):
         """Mean sampled-softmax loss over the (user, target) pairs whose target is not padding.

@@ -23,6 +23,12 @@ import tf_keras as keras
 
 from peterrec.components import ids
 
+# Our methods have no data-dependent Python control flow: skipping AutoGraph's source
+# conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
+# undecorated (Keras inspects their signature); they run unconverted when called from a
+# decorated method such as ``train_step``.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 RANKING_KINDS = ("hr", "ndcg", "mrr")
 
 

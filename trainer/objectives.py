@@ -23,6 +23,12 @@ import tf_keras as keras
 from peterrec.components import ids
 from peterrec.trainer import metrics as metrics_lib
 
+# Our methods have no data-dependent Python control flow: skipping AutoGraph's source
+# conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
+# undecorated (Keras inspects their signature); they run unconverted when called from a
+# decorated method such as ``train_step``.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 _NEG = -1e9
 
 
@@ -103,6 +109,7 @@ class _ItemObjective:
         return sampled_softmax_loss(tf.boolean_mask(hidden, weights), tf.boolean_mask(labels, weights),
                                     scorer.kernel, scorer.bias, self.unigrams, self.num_sampled, seed=self.seed)
 
+    @_no_autograph
     def loss_on(self, backbone, hidden, labels, weights, softmax: Optional[str] = None):
         """(loss, logits-or-None) of predicting ``labels`` [B, T] from ``hidden`` [B, T, d] where
         ``weights`` [B, T] is True."""
@@ -121,6 +128,7 @@ class _ItemObjective:
 class NextItemObjective(_ItemObjective):
     """Causal next-item prediction at every real position (NextItNet pretraining)."""
 
+    @_no_autograph
     def __call__(self, backbone, item_ids, training=None, softmax: Optional[str] = None):
         """item_ids [B, T] left-padded -> (mean loss over counted positions, logits [B, T-1, V] or None)."""
         item_ids = tf.convert_to_tensor(item_ids)
@@ -131,6 +139,7 @@ class NextItemObjective(_ItemObjective):
 
     compute_loss = __call__
 
+    @_no_autograph
     def last_item_logits(self, backbone, item_ids, training=None):
         """Scores [B, V] for the last position of each left-padded sequence from the items before it."""
         item_ids = tf.convert_to_tensor(item_ids)
@@ -149,6 +158,7 @@ class ClozeObjective(_ItemObjective):
         self.mask_rate = float(mask_rate)
         self._rng = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
 
+    @_no_autograph
     def corrupt(self, item_ids, vocab_size: int):
         """-> (corrupted inputs, labels, weights): ~mask_rate of real positions selected; of those
         80 % [MASK], 10 % a uniformly random real item, 10 % unchanged."""
@@ -162,6 +172,7 @@ class ClozeObjective(_ItemObjective):
         inputs = tf.where(tf.logical_and(selected, tf.logical_and(action >= 0.8, action < 0.9)), random_items, inputs)
         return inputs, item_ids, selected
 
+    @_no_autograph
     def __call__(self, backbone, item_ids, training=None, softmax: Optional[str] = None):
         """item_ids [B, T] left-padded -> (mean loss over the selected positions, logits or None)."""
         inputs, labels, weights = self.corrupt(item_ids, backbone.vocab_size)
@@ -169,11 +180,13 @@ class ClozeObjective(_ItemObjective):
 
     compute_loss = __call__
 
+    @_no_autograph
     def loss_on_corrupted(self, backbone, inputs, labels, weights, training=None, softmax=None):
         """The loss of an already corrupted batch (deterministic; used by tests and evaluation)."""
         hidden = backbone(inputs, training=training)
         return self.loss_on(backbone, hidden, labels, weights, softmax)
 
+    @_no_autograph
     def last_item_logits(self, backbone, item_ids, training=None):
         """Scores [B, V] for the last position, replaced by [MASK], given the rest of the sequence."""
         item_ids = tf.cast(tf.convert_to_tensor(item_ids), tf.int32)
@@ -184,6 +197,17 @@ class ClozeObjective(_ItemObjective):
 
     def get_config(self):
         return {**super().get_config(), "mask_rate": self.mask_rate}
+
+
+def prebuild_optimizer(model) -> None:
+    """Creates the optimizer's slot variables for the model's trainable variables now.
+
+    Otherwise they are created inside the first traced train step, which makes TensorFlow trace
+    ``train_function`` twice (variable creation is only allowed on a first, discarded trace).
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and hasattr(optimizer, "build") and model.trainable_variables:
+        optimizer.build(model.trainable_variables)
 
 
 def make_objective(backbone, softmax: str = "full", item_counts=None, **kwargs):
@@ -204,12 +228,17 @@ class PretrainingModel(keras.Model):
 
     def __init__(self, backbone, objective, k: int = 10, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = backbone
+        self.backbone = backbone.ensure_built()
         self.objective = objective
         self.k = int(k)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.hit_rate = metrics_lib.HitRate(self.k)
         self.ndcg = metrics_lib.NDCG(self.k)
+
+    def compile(self, *args, **kwargs):
+        """As keras ``compile``; also creates the optimizer's slots so the first step traces once."""
+        super().compile(*args, **kwargs)
+        prebuild_optimizer(self)
 
     @staticmethod
     def _ids(data):
@@ -226,6 +255,7 @@ class PretrainingModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.hit_rate, self.ndcg]
 
+    @_no_autograph
     def train_step(self, data):
         item_ids = self._ids(data)
         with tf.GradientTape() as tape:
@@ -237,6 +267,7 @@ class PretrainingModel(keras.Model):
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
 
+    @_no_autograph
     def test_step(self, data):
         item_ids = tf.convert_to_tensor(self._ids(data))
         loss, _ = self.objective(self.backbone, item_ids, training=False, softmax="full")

@@ -29,6 +29,12 @@ import tf_keras as keras
 
 from peterrec.trainer.config import AdapterConfig
 
+# Our methods have no data-dependent Python control flow: skipping AutoGraph's source
+# conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
+# undecorated (Keras inspects their signature); they run unconverted when called from a
+# decorated method such as ``train_step``.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 
 def _gelu(x):
     return tf.nn.gelu(x, approximate=False)
@@ -111,12 +117,14 @@ class IAKAdapter(keras.layers.Layer):
                                     trainable=False)
         super().build(input_shape)
 
+    @_no_autograph
     def current_beta(self):
         """beta(step): linear warm-up from 0 to ``beta`` over ``warmup_steps`` training steps."""
         if self.warmup_steps <= 0:
             return tf.constant(self.beta, tf.float32)
         return self.beta * tf.minimum(1.0, self.step / float(self.warmup_steps))
 
+    @_no_autograph
     def kl_divergence(self, mu, log_var, mask=None):
         """Mean over real positions of KL(N(mu, sigma^2) || N(0, I)) summed over latent dims."""
         kl = 0.5 * tf.reduce_sum(tf.square(mu) + tf.exp(log_var) - 1.0 - log_var, axis=-1)

@@ -15,6 +15,12 @@ import tf_keras as keras
 
 from peterrec.trainer.config import READOUTS
 
+# Our methods have no data-dependent Python control flow: skipping AutoGraph's source
+# conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
+# undecorated (Keras inspects their signature); they run unconverted when called from a
+# decorated method such as ``train_step``.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 
 class UserReadout(keras.layers.Layer):
     """Appends the task's [TCL] embedding (if the mode uses it) and reads the user vector."""
@@ -43,6 +49,7 @@ class UserReadout(keras.layers.Layer):
                 initializer=keras.initializers.TruncatedNormal(stddev=0.02))
         super().build(input_shape)
 
+    @_no_autograph
     def append_token(self, embeddings, mask):
         """[B, T, d] embeddings and [B, T] mask -> with the [TCL] position appended (if used)."""
         if not self.built:

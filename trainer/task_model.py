@@ -27,6 +27,12 @@ from peterrec.trainer.heads import ClassificationHead, ColdStartHead
 from peterrec.trainer.readout import UserReadout
 from peterrec.trainer.strategies import plan_strategy
 
+# Our methods have no data-dependent Python control flow: skipping AutoGraph's source
+# conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
+# undecorated (Keras inspects their signature); they run unconverted when called from a
+# decorated method such as ``train_step``.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 TARGET_NUM_RESERVED = len(ids.TARGET_RESERVED_TOKENS)
 
 
@@ -80,6 +86,7 @@ class TaskModel(keras.Model):
             inputs = inputs["item_ids"]
         return tf.convert_to_tensor(inputs)
 
+    @_no_autograph
     def user_vector(self, inputs, training=None):
         """Left-padded item ids (or {"item_ids": ...}) -> user vectors [B, readout.output_dim]."""
         item_ids = self._item_ids(inputs)
@@ -135,6 +142,7 @@ class TaskModel(keras.Model):
                 "trainable_percent": self.trainable_percentage()}
 
     # ------------------------------------------------------------------ training
+    @_no_autograph
     def compute_task_loss(self, batch, training=None):
         """(task loss without regularisers, logits or None) for a batch dict."""
         if self.config.kind == "classification":
@@ -147,6 +155,11 @@ class TaskModel(keras.Model):
         logits = self(batch, training=training)
         return objectives.cold_start_loss(logits, targets, TARGET_NUM_RESERVED), logits
 
+    def compile(self, *args, **kwargs):
+        """As keras ``compile``; also creates the optimizer's slots so the first step traces once."""
+        super().compile(*args, **kwargs)
+        objectives.prebuild_optimizer(self)
+
     @property
     def metrics(self):
         trackers = [self.loss_tracker]
@@ -154,6 +167,7 @@ class TaskModel(keras.Model):
             trackers.append(self._kl_tracker)
         return trackers + list(self._eval_metrics)
 
+    @_no_autograph
     def train_step(self, data):
         with tf.GradientTape() as tape:
             task_loss, logits = self.compute_task_loss(data, training=True)
@@ -172,6 +186,7 @@ class TaskModel(keras.Model):
             results["accuracy"] = accuracy.result()
         return results
 
+    @_no_autograph
     def test_step(self, data):
         task_loss, logits = self.compute_task_loss(data, training=False)
         self.loss_tracker.update_state(task_loss)
