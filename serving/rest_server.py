@@ -23,6 +23,7 @@ import logging
 import re
 import socket
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
@@ -262,6 +263,17 @@ class _Handler(BaseHTTPRequestHandler):
             LOG.exception("unexpected error in a REST handler")
             status, body = 500, {"error": f"{type(error).__name__}: {error}"}
         self._send(status, body, content_type)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (bad request line, unsupported method...) as JSON too."""
+        if self.request_version == "HTTP/0.9":  # never answer without a status line
+            self.request_version = "HTTP/1.0"
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self._send(code, {"error": message or explain or phrase})
 
     def _send(self, status: int, body, content_type: str = "application/json") -> None:
         if isinstance(body, str):
