@@ -1,0 +1,227 @@
+"""Keras callbacks of the training loops: per-epoch checkpoints that resume, early stopping whose
+state survives an interruption, hparams and item-embedding projector logs for TensorBoard, and a
+per-epoch history file.
+
+Resuming: ``EpochCheckpoint`` saves a ``tf.train.CheckpointManager`` checkpoint after every
+epoch. The checkpoint holds the model variables, the optimizer, an epoch counter and the
+``EarlyStoppingState``, so a run restarted after a crash restores all of them and calls
+``fit(initial_epoch=epoch)``: it continues where it stopped and ends after the same number of
+epochs. Early stopping is done inside ``EpochCheckpoint`` (before the save) so the saved state is
+always the state after that epoch.
+"""
+
+import json
+import math
+import os
+import time
+from typing import Callable, Dict, Mapping, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+
+def monitor_mode(monitor: str) -> str:
+    """"min" for losses, "max" for every other metric (accuracy, HR, NDCG, MRR, F1)."""
+    return "min" if "loss" in monitor else "max"
+
+
+class EarlyStoppingState(tf.Module):
+    """The early-stopping bookkeeping as variables, so it is checkpointed with the model.
+
+    ``update(value, epoch)`` records one epoch's monitored value and returns
+    ``(improved, should_stop)``; ``patience <= 0`` never stops.
+    """
+
+    def __init__(self, monitor: str, patience: int, mode: Optional[str] = None, min_delta: float = 0.0):
+        super().__init__(name="early_stopping")
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.mode = mode or monitor_mode(monitor)
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
+        self.min_delta = float(min_delta)
+        initial = math.inf if self.mode == "min" else -math.inf
+        self.best = tf.Variable(initial, dtype=tf.float64, trainable=False, name="best")
+        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
+        self.stopped = tf.Variable(False, trainable=False, name="stopped")
+
+    def is_improvement(self, value: float) -> bool:
+        """Whether ``value`` beats the best so far by more than ``min_delta``."""
+        best = float(self.best.numpy())
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+    def update(self, value: float, epoch: int):
+        """Records the value of (1-based) ``epoch``; returns (improved, should_stop)."""
+        improved = self.is_improvement(value)
+        if improved:
+            self.best.assign(value)
+            self.best_epoch.assign(epoch)
+            self.wait.assign(0)
+        else:
+            self.wait.assign_add(1)
+        should_stop = self.patience > 0 and int(self.wait.numpy()) >= self.patience
+        if should_stop:
+            self.stopped.assign(True)
+        return improved, should_stop
+
+    def summary(self) -> Dict[str, object]:
+        """Plain values for logs and metrics files."""
+        return {"monitor": self.monitor, "best": float(self.best.numpy()), "best_epoch": int(self.best_epoch.numpy()),
+                "stopped_early": bool(self.stopped.numpy())}
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch: update early stopping, save the best weights, save a resumable checkpoint.
+
+    manager: CheckpointManager whose checkpoint holds the model, optimizer, ``epoch`` and
+    ``early_stopping``. best_manager: CheckpointManager of the weights alone, written when the
+    monitored value improves (restored at the end of training). epoch: int64 variable counting
+    finished epochs.
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable,
+                 early_stopping: Optional[EarlyStoppingState] = None,
+                 best_manager: Optional[tf.train.CheckpointManager] = None, verbose: int = 1):
+        super().__init__()
+        self.manager = manager
+        self.epoch = epoch
+        self.early_stopping = early_stopping
+        self.best_manager = best_manager
+        self.verbose = verbose
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        finished = epoch + 1
+        should_stop = False
+        if self.early_stopping is not None:
+            monitor = self.early_stopping.monitor
+            if monitor not in logs:
+                raise KeyError(f"early stopping monitors {monitor!r}, but the epoch logs only have "
+                               f"{sorted(logs)}; pick one of those (eval metrics need eval data)")
+            improved, should_stop = self.early_stopping.update(float(logs[monitor]), finished)
+            if improved and self.best_manager is not None:
+                self.best_manager.save(checkpoint_number=finished)
+        self.epoch.assign(finished)
+        path = self.manager.save(checkpoint_number=finished)
+        if self.verbose:
+            print(f"epoch {finished}: checkpoint {path}", flush=True)
+        if should_stop:
+            if self.verbose:
+                state = self.early_stopping.summary()
+                print(f"early stopping after epoch {finished}: {state['monitor']} has not improved for "
+                      f"{self.early_stopping.patience} epochs (best {state['best']:.5f} at epoch "
+                      f"{state['best_epoch']})", flush=True)
+            self.model.stop_training = True
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """Appends one JSON line per finished epoch (epoch number, seconds, all logs) to a file.
+
+    Survives resumes: a resumed run appends the epochs it trains, so the file lists every epoch
+    of the run exactly once when nothing is retrained.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._started if self._started is not None else float("nan")
+        record = {"epoch": epoch + 1, "seconds": seconds}
+        record.update({k: float(v) for k, v in (logs or {}).items()})
+        tf.io.gfile.makedirs(os.path.dirname(self.path))
+        with tf.io.gfile.GFile(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def read_history(path: str):
+    """The records written by ``HistoryLog``, in order (empty if the file does not exist)."""
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path, "r") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def flatten_hparams(config: Mapping, prefix: str = "") -> Dict[str, object]:
+    """Flattens a nested config dict into TensorBoard hparams (bool/int/float/str values)."""
+    flat: Dict[str, object] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_hparams(value, prefix=f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        elif value is None:
+            flat[name] = "none"
+        else:
+            flat[name] = str(list(value)) if isinstance(value, (list, tuple)) else str(value)
+    return flat
+
+
+def hparams_callback(log_dir: str, config: Mapping, trial_id: Optional[str] = None) -> keras.callbacks.Callback:
+    """TensorBoard HParams plugin callback logging the run's flattened config."""
+    from tensorboard.plugins.hparams import api as hp
+
+    return hp.KerasCallback(os.path.join(log_dir, "hparams"), flatten_hparams(config), trial_id=trial_id)
+
+
+def write_embedding_projector(log_dir: str, embeddings, tokens: Sequence[str], name: str = "item_embedding") -> str:
+    """Writes an embedding matrix and its row labels for TensorBoard's projector; returns the folder.
+
+    ``embeddings`` [V, d] (array or variable); ``tokens`` [V] label each row (the vocabulary's
+    tokens in id order). Files go to ``log_dir/projector``: a checkpoint with the matrix,
+    ``metadata.tsv`` and ``projector_config.pbtxt``.
+    """
+    from tensorboard.plugins import projector
+
+    values = tf.convert_to_tensor(embeddings)
+    if int(values.shape[0]) != len(tokens):
+        raise ValueError(f"{values.shape[0]} embedding rows but {len(tokens)} tokens")
+    folder = os.path.join(log_dir, "projector")
+    tf.io.gfile.makedirs(folder)
+    with tf.io.gfile.GFile(os.path.join(folder, "metadata.tsv"), "w") as handle:
+        for token in tokens:
+            handle.write(str(token).replace("\t", " ").replace("\n", " ") + "\n")
+    checkpoint = tf.train.Checkpoint(embedding=tf.Variable(values, name=name))
+    checkpoint.save(os.path.join(folder, "embedding.ckpt"))
+    config = projector.ProjectorConfig()
+    entry = config.embeddings.add()
+    entry.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    entry.metadata_path = "metadata.tsv"
+    projector.visualize_embeddings(folder, config)
+    return folder
+
+
+class EmbeddingProjector(keras.callbacks.Callback):
+    """Writes the item embeddings with their tokens for TensorBoard's projector at the end of training."""
+
+    def __init__(self, log_dir: str, embeddings_fn: Callable[[], object], tokens: Sequence[str]):
+        super().__init__()
+        self.log_dir = log_dir
+        self.embeddings_fn = embeddings_fn
+        self.tokens = list(tokens)
+
+    def on_train_end(self, logs=None):
+        write_embedding_projector(self.log_dir, self.embeddings_fn(), self.tokens)
+
+
+class RaiseAfterEpoch(keras.callbacks.Callback):
+    """Raises ``InterruptedError`` at the end of a given (1-based) epoch: simulates a crash.
+
+    For tests and resume drills; placed after ``EpochCheckpoint`` it crashes after the save.
+    """
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = int(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise InterruptedError(f"simulated interruption after epoch {self.epoch}")
