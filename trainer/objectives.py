@@ -50,7 +50,7 @@ def frequency_unigrams(counts: Sequence[float], num_reserved: int = ids.NUM_RESE
 
 
 def sampled_softmax_loss(inputs, labels, weights, biases, counts: Sequence[float], num_sampled: int,
-                         seed: Optional[int] = None, num_reserved: int = 0):
+                         seed: Optional[int] = None):
     """Mean sampled-softmax loss with a frequency-aware sampler and log-Q correction.
 
     inputs [N, d], labels [N] (real ids), weights [V, d], biases [V]; ``counts`` [V] are the
