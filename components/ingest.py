@@ -36,6 +36,7 @@ from peterrec.components.vocabulary import Vocabulary, VocabularyError
 __all__ = ["IngestConfig", "IngestSummary", "IngestError", "run_ingestion", "read_summary"]
 
 log = logging.getLogger(__name__)
+summary_log = logging.getLogger("peterrec.components.summary")
 
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 DEFAULT_SPLIT_FRACTIONS = (("train", 0.8), ("eval", 0.1), ("test", 0.1))
@@ -340,17 +341,25 @@ def rejects_by_reason(stats: Dict[str, int]) -> Dict[str, int]:
 def run_pipeline(pipeline, label: str) -> float:
     """Runs a Beam pipeline to completion and returns its wall time in seconds."""
     started = time.time()
+    progress(f"running the {label} pipeline...")
     result = pipeline.run()
     result.wait_until_finish()
     state = str(getattr(result, "state", "DONE"))
     if "FAILED" in state or "CANCELLED" in state:
         raise IngestError(f"the {label} pipeline ended in state {state}")
-    return time.time() - started
+    elapsed = time.time() - started
+    progress(f"the {label} pipeline finished in {elapsed:.1f} s")
+    return elapsed
 
 
 def progress(message: str) -> None:
     """Progress output of long runs (the CLI shows INFO logs)."""
     log.info(message)
+
+
+def log_summary(table: str) -> None:
+    """Logs a run's summary table (the CLI prints it on stdout instead)."""
+    summary_log.info("\n%s", table)
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -478,7 +487,7 @@ def run_ingestion(config: IngestConfig, examples_dir: str, vocabulary_dir: str, 
         max_reject_fraction=config.max_reject_fraction, source_format=config.source_format,
         source_path=config.source_path, runner=runner, elapsed_seconds=round(elapsed, 3))
     beam_steps.write_text(os.path.join(rejects_dir, beam_steps.SUMMARY_FILE), summary.to_json())
-    progress("\n" + summary.format_table())
+    log_summary(summary.format_table())
     if summary.accounted != summary.read:
         raise IngestError(f"accounting error: kept+truncated+filtered+dropped+rejected = {summary.accounted:,} "
                           f"but {summary.read:,} interactions were read (a bug; please report it)")

@@ -38,7 +38,7 @@ import os
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from peterrec.components.records import (
-    BLANK_LINE, EMPTY_ID, EMPTY_LABEL, MALFORMED_ITEM_LINE, MALFORMED_LINE, NON_NUMERIC_ID,
+    BLANK_LINE, EMPTY_ID, EMPTY_LABEL, MALFORMED_ITEM_LINE, MALFORMED_LINE, NO_ITEMS, NON_NUMERIC_ID,
     NON_NUMERIC_RATING, NON_NUMERIC_TIMESTAMP, UNDECODABLE_LINE, BadLine, IngestError,
     Interaction, ItemRecord, LabelRecord, Reject)
 
@@ -248,11 +248,20 @@ def first_line_numbers(chunks: Sequence[Chunk], newline_counts: Dict[str, int]) 
     return before
 
 
+def _read_all(handle, block: int = 1 << 22) -> bytes:
+    parts = []
+    while True:
+        data = handle.read(block)  # Beam's compressed streams need a size
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+
+
 def iter_chunk_lines(chunk: Chunk, newlines_before: int) -> Iterator[Tuple[int, bytes]]:
     """Yields (1-based line number, raw line without its line break) for the chunk's lines."""
     with _open(chunk.file.path, chunk.file.compressed) as handle:
-        if chunk.end < 0:
-            data, offset, line_index = handle.read(), 0, 0
+        if chunk.end < 0:  # a whole compressed file
+            data, offset, line_index = _read_all(handle), 0, 0
         else:
             begin = max(chunk.start - 1, 0)
             handle.seek(begin)
@@ -477,6 +486,8 @@ class PeterRecCsv(LineFormat):
 
     def parse(self, text, source, line_number):
         source_items, target_items = split_peterrec_line(text)
+        if not source_items and not target_items:
+            raise BadLine(NO_ITEMS, "the line holds no item (only padding)")
         user = _peterrec_user(source, line_number)
         records = [Interaction(user, item, position, source.index, line_number, position, "source")
                    for position, item in enumerate(source_items)]

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from peterrec.components import beam_options, readers
 from peterrec.components.ingest import (
     IngestConfig, IngestSummary, _format_table, build_vocabulary_fn, check_reject_fraction,
-    check_vocabulary, choose_chunk_bytes, item_table, load_vocabulary, progress, rejects_by_reason,
+    check_vocabulary, choose_chunk_bytes, item_table, load_vocabulary, log_summary, progress, rejects_by_reason,
     run_pipeline, source_files)
 from peterrec.components.records import (
     DUPLICATE_USER, EMPTY_SEQUENCE, MISSING_LABEL, NO_TARGET_ITEMS, UNKNOWN_LABEL, UNKNOWN_USER,
@@ -214,7 +214,7 @@ def _finish(config: IngestConfig, stats: Dict[str, int], item_vocabulary: Vocabu
         labels_by_split={s: labels_by_split[s] for s in config.split_names if s in labels_by_split},
         target_items_kept=stats.get("target_kept", 0), target_items_truncated=stats.get("target_truncated", 0))
     beam_steps.write_text(os.path.join(rejects_dir, beam_steps.SUMMARY_FILE), summary.to_json())
-    progress("\n" + summary.format_table())
+    log_summary(summary.format_table())
     if summary.accounted != summary.read:
         raise IngestError(f"accounting error: kept+truncated+filtered+dropped+rejected = {summary.accounted:,} "
                           f"but {summary.read:,} interactions were read (a bug; please report it)")
