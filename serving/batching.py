@@ -18,7 +18,7 @@ import collections
 import dataclasses
 import threading
 import time
-from typing import Callable, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, List, Mapping, Optional, Sequence
 
 import numpy as np
 

@@ -176,7 +176,7 @@ def test_model_status_and_config_reload(server, models):
 
 def test_concurrent_requests_are_batched_and_each_caller_gets_its_rows(models):
     base, toy = models
-    batching = BatchingOptions(max_batch_size=64, batch_timeout_micros=300_000, num_batch_threads=1)
+    batching = BatchingOptions(max_batch_size=64, batch_timeout_micros=500_000, num_batch_threads=1)
     entry = model_config.ModelEntry("peterrec", base)
     count = 12
     rows = [[[f"i{(n * 7 + j) % 30}" for j in range(1 + n % 4)]] for n in range(count)]
@@ -213,13 +213,12 @@ def test_hot_reload_under_concurrent_requests_fails_nothing(tmp_path, models):
     reference = {v: toy[v].reference("embed", ROWS)["embedding"] for v in (1, 2)}
     with Server(model_config=[entry], grpc_port=0, rest_port=0, poll_seconds=0.1) as running:
         stop = threading.Event()
-        seen = {}  # thread -> list of versions answered, in order
+        seen = {name: [] for name in ("grpc0", "grpc1", "grpc2", "rest")}  # versions answered, in order
         failures = []
 
         def grpc_worker(name):
             channel = grpc.insecure_channel(running.grpc_target)
             worker_stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            seen[name] = []
             while not stop.is_set():
                 try:
                     response = worker_stub.Predict(_request("embed"), timeout=30)
@@ -235,7 +234,6 @@ def test_hot_reload_under_concurrent_requests_fails_nothing(tmp_path, models):
 
         def rest_worker(name):
             client = Client(running.rest_url, rest=True)
-            seen[name] = []
             while not stop.is_set():
                 try:
                     got = client.embed(ROWS)
@@ -251,7 +249,10 @@ def test_hot_reload_under_concurrent_requests_fails_nothing(tmp_path, models):
         workers.append(threading.Thread(target=rest_worker, args=("rest",)))
         for worker in workers:
             worker.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not all(len(v) >= 3 for v in seen.values()):
+            assert time.monotonic() < deadline, "workers did not get going"
+            time.sleep(0.05)
         testing.export_toy_model(base, 2)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

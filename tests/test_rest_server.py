@@ -3,7 +3,6 @@ signature kind, classify, versions and labels, metrics."""
 
 import base64
 import json
-import urllib.error
 import urllib.request
 
 import numpy as np
