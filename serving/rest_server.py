@@ -149,9 +149,16 @@ def _numeric_array(value, info: TensorInfo, name: str) -> np.ndarray:
 
 def json_to_array(value, info: TensorInfo, name: str) -> np.ndarray:
     """One input's JSON value -> numpy, typed by the signature (INVALID_ARGUMENT when it does not fit)."""
-    if info.dtype == tensors.dtype_enum("string"):
-        return _string_array(value, name)
-    return _numeric_array(value, info, name)
+    depth = _depth(value)
+    if (info.shape is not None and depth != len(info.shape)) or depth > 32:
+        want = "at most 32" if info.shape is None else f"{len(info.shape)} (shape {list(info.shape)})"
+        raise errors.invalid_argument(f"input {name!r} must have rank {want}, got {depth} levels of nesting")
+    try:
+        if info.dtype == tensors.dtype_enum("string"):
+            return _string_array(value, name)
+        return _numeric_array(value, info, name)
+    except RecursionError:
+        raise errors.invalid_argument(f"input {name!r} is nested too deeply") from None
 
 
 def _json_value(array: np.ndarray):
@@ -318,6 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
             raise errors.invalid_argument(f"malformed JSON body: {error}") from error
+        except RecursionError:
+            raise errors.invalid_argument("the JSON body is nested too deeply") from None
         if not isinstance(body, dict):
             raise errors.invalid_argument("the JSON body must be an object")
         return body

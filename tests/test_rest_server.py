@@ -132,3 +132,24 @@ def test_keep_alive_connection_serves_several_requests(server):
         answer = connection.getresponse()
         assert answer.status == 200 and len(json.loads(answer.read())["outputs"][0]) == 8
     connection.close()
+
+
+def test_json_inputs_are_typed_by_the_signature():
+    from tensorflow.core.framework import types_pb2
+
+    from peterrec.serving import errors
+    from peterrec.serving.model_manager import TensorInfo
+    from peterrec.serving.rest_server import json_to_array
+
+    strings3 = TensorInfo(types_pb2.DT_STRING, (-1, -1, -1))
+    assert json_to_array([[["a"], ["b", "c"]]], strings3, "x").tolist() == [[[b"a", b""], [b"b", b"c"]]]
+    with pytest.raises(errors.ServingError, match="ragged in dimension 1"):
+        json_to_array([[["a"], ["b"]], [["c"]]], strings3, "x")
+    floats = TensorInfo(types_pb2.DT_FLOAT, (-1, 2))
+    assert json_to_array([[1, 2.5]], floats, "x").dtype == np.float32
+    with pytest.raises(errors.ServingError, match="not a rectangular"):
+        json_to_array([[1, 2], [3]], floats, "x")
+    with pytest.raises(errors.ServingError, match="expects float32 numbers"):
+        json_to_array([["1", 2]], floats, "x")
+    with pytest.raises(errors.ServingError, match="integers"):
+        json_to_array([[1.5, 2]], TensorInfo(types_pb2.DT_INT64, (-1, 2)), "x")

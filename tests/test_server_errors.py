@@ -232,8 +232,8 @@ REST_CASES = {
                   "expects strings"),
     "wrong rank": ("POST", PREDICT, {"signature_name": "embed", "inputs": ["i1", "i2"]}, None, 400, "rank 2"),
     "too deep": ("POST", PREDICT, {"signature_name": "embed", "inputs": [[["i1"]]]}, None, 400, "rank 2"),
-    "ragged outer dimension": ("POST", PREDICT, {"signature_name": "embed", "inputs": [[["a"], ["b"]], [["c"]]]},
-                               None, 400, "ragged"),
+    "ragged and too deep": ("POST", PREDICT, {"signature_name": "embed", "inputs": [[["a"], ["b"]], [["c"]]]},
+                            None, 400, "rank 2"),
     "mixed nesting": ("POST", PREDICT, {"signature_name": "embed", "inputs": [["a"], "b"]}, None, 400,
                       "mixes lists"),
     "empty rows": ("POST", PREDICT, {"signature_name": "embed", "inputs": [[]]}, None, 400, "is empty"),
@@ -251,6 +251,10 @@ REST_CASES = {
     "classify without examples": ("POST", "/v1/models/peterrec:classify", {"signature_name": "genre"}, None, 400,
                                   "examples"),
     "regress": ("POST", "/v1/models/peterrec:regress", {"examples": []}, None, 501, "regress"),
+    "deeply nested JSON": ("POST", PREDICT, None, b'{"inputs": ' + b"[" * 30000 + b"]" * 30000 + b"}", 400,
+                           "nested too deeply"),
+    "nested just within the JSON parser": ("POST", PREDICT, None, b'{"signature_name": "embed", "inputs": '
+                                           + b"[" * 900 + b'"a"' + b"]" * 900 + b"}", 400, "rank 2"),
     "body too large": ("POST", PREDICT, None, b" " * (65 << 10), 413, "exceeds the limit"),
 }
 
