@@ -305,3 +305,12 @@ def test_the_server_still_answers_after_every_bad_request(server, toy):
                                        atol=1e-5)
             assert client.embed(rows).shape == (2, 8)  # odd item ids are just unknown items
             assert client.status()[0]["state"] == "AVAILABLE"
+
+
+def test_a_taken_port_is_a_clear_error(server, toy):
+    base, _ = toy
+    entry = model_config.ModelEntry("peterrec", base)
+    for ports in ({"grpc_port": server.grpc_port, "rest_port": None},
+                  {"grpc_port": None, "rest_port": server.rest_port}):
+        with pytest.raises(OSError):
+            Server(model_config=[entry], poll_seconds=0, warmup=False, **ports).start()
