@@ -49,10 +49,16 @@ command -v python3 >/dev/null || export PATH="$ROOT/.venv/bin:$PATH"
 
 log "bazel-bootstrap $(dpkg-query -W -f='${Version}' bazel-bootstrap), python $(.venv/bin/python -c 'import platform; print(platform.python_version())')"
 
-# Compiled bytecode of the venv (TensorFlow alone takes ~10 s more to import without it)
-# is kept outside the read-only sandbox, in one folder the tests may write.
-PYCACHE="${XDG_CACHE_HOME:-$HOME/.cache}/peterrec/bazel-pycache"
-mkdir -p "$PYCACHE"
+# Without compiled bytecode every test pays ~10 s more to import TensorFlow. The sandbox
+# cannot write into .venv, so when the venv has none (uv does not compile; pytest may
+# have run with PYTHONDONTWRITEBYTECODE), the tests keep it in one writable folder.
+cache_flags=()
+if ! compgen -G ".venv/lib/python3*/site-packages/tensorflow/__pycache__/*.pyc" >/dev/null; then
+  PYCACHE="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/peterrec/bazel-pycache"
+  mkdir -p "$PYCACHE"
+  cache_flags=(--test_env=PYTHONPYCACHEPREFIX="$PYCACHE" --sandbox_writable_path="$PYCACHE")
+  log "bytecode cache for the tests: $PYCACHE"
+fi
 
 targets=("$@")
 has_target=0
@@ -63,7 +69,6 @@ log "bazel test ${targets[*]} (tests tagged heavy are skipped; pytest runs them)
 start=$SECONDS
 "$BAZEL" test \
   --test_tag_filters=-heavy \
-  --test_env=PYTHONPYCACHEPREFIX="$PYCACHE" \
-  --sandbox_writable_path="$PYCACHE" \
+  "${cache_flags[@]}" \
   "${targets[@]}"
 log "done in $((SECONDS - start)) s"
