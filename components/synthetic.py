@@ -55,7 +55,7 @@ class SyntheticConfig:
     taste_clusters: int = 4
     seed: int = 0
     label_noise: float = 0.05          # fraction of labels replaced (gender flipped, age moved one bucket)
-    cluster_weight: float = 1.5        # how much the taste cluster drives choices
+    cluster_weight: float = 2.5        # how much the taste cluster drives choices
     gender_weight: float = 1.0
     age_weight: float = 0.6            # per bucket of distance between item and user
     popularity_exponent: float = 0.8   # Zipf-like popularity
