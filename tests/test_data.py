@@ -95,5 +95,7 @@ def test_shuffle_is_seeded_and_file_patterns_work(tmp_path):
     assert sorted(sum(first, [])) == sorted(sum(plain, []))
     pattern = example_format.split_file_pattern(dataset.pretrain_examples, "train")
     assert data.count_examples(pattern) == len(sum(plain, []))
+    declared = data.dataset_from_files(files, 8, 6, num_examples=len(sum(plain, [])))
+    assert int(declared.cardinality()) == len(plain)
     # Every generated id lies inside the vocabulary the generator saved.
     assert max(max(row) for row in sum(plain, [])) < len(dataset.item_vocabulary)

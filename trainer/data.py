@@ -27,6 +27,14 @@ class DataError(ValueError):
     """The examples cannot be read as asked (no files, wrong kind, ids outside the vocabulary)."""
 
 
+def _plain(function):
+    """Marks a tf.data function as plain TensorFlow (no data-dependent Python control flow), so
+    tf.data traces it directly instead of running AutoGraph's slow source conversion first."""
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(function)
+
+
 def split_files(examples_root: str, split: str) -> List[str]:
     """Returns the TFRecord files of one split of an Examples folder (``Split-<name>/``)."""
     import tensorflow as tf
@@ -133,11 +141,13 @@ def dataset_from_files(files: Union[str, Sequence[str]], batch_size: int, max_le
                        repeat: bool = False, max_targets: Optional[int] = None,
                        vocab_size: Optional[int] = None, num_outputs: Optional[int] = None,
                        keep_user_id: bool = False, drop_remainder: bool = False,
-                       shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER):
+                       shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, num_examples: Optional[int] = None):
     """Builds the batched, parsed, prefetched dataset over TFRecord files or file patterns.
 
     ``vocab_size`` / ``num_outputs``, when given, make the pipeline fail with a clear error on
-    an item (label, target) id outside the model's vocabulary.
+    an item (label, target) id outside the model's vocabulary. ``num_examples`` (see
+    ``count_examples``) declares the number of batches, so Keras shows progress with a total
+    and counts exactly one optimizer step per batch.
     """
     import tensorflow as tf
 
@@ -150,7 +160,7 @@ def dataset_from_files(files: Union[str, Sequence[str]], batch_size: int, max_le
     if shuffle:
         file_ds = file_ds.shuffle(len(files), seed=seed)
     records = file_ds.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type=example_format.COMPRESSION),
+        _plain(lambda path: tf.data.TFRecordDataset(path, compression_type=example_format.COMPRESSION)),
         cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if shuffle:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -158,9 +168,59 @@ def dataset_from_files(files: Union[str, Sequence[str]], batch_size: int, max_le
         records = records.repeat()
     batches = records.batch(batch_size, drop_remainder=drop_remainder)
     parsed = batches.map(
-        lambda serialized: parse_batch(serialized, max_len, kind, max_targets, vocab_size, num_outputs, keep_user_id),
+        _plain(lambda serialized: parse_batch(serialized, max_len, kind, max_targets, vocab_size, num_outputs,
+                                              keep_user_id)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if num_examples is not None and not repeat:
+        batches_per_pass = num_examples // batch_size if drop_remainder else -(-num_examples // batch_size)
+        parsed = parsed.apply(tf.data.experimental.assert_cardinality(batches_per_pass))
     return parsed.prefetch(tf.data.AUTOTUNE)
+
+
+def training_dataset(files: Union[str, Sequence[str]], batch_size: int, max_len: int, kind: Optional[str] = None,
+                     seed: int = 0, first_epoch: int = 0, last_epoch: int = 1, num_examples: Optional[int] = None,
+                     steps_per_epoch: Optional[int] = None, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+                     **parse_options):
+    """The training batches of epochs ``first_epoch`` .. ``last_epoch - 1``, one after another.
+
+    Each epoch's order depends only on ``(seed, epoch)``, never on how many epochs this process
+    has already run, so a run resumed after an interruption sees exactly the batches the
+    uninterrupted run would have seen. Returns ``(dataset, steps_per_epoch)``: every epoch has
+    ``steps_per_epoch`` batches (default: one pass, which needs ``num_examples``; a larger value
+    repeats the epoch's data, reshuffled), ready for ``fit(steps_per_epoch=...)``.
+    """
+    import tensorflow as tf
+
+    if kind not in KINDS:
+        raise DataError(f"kind must be one of {KINDS}, got {kind!r}")
+    if steps_per_epoch is None:
+        if num_examples is None:
+            raise ValueError("give num_examples (see count_examples) or steps_per_epoch")
+        if int(num_examples) < 1:
+            raise DataError("there are no training examples")
+        steps_per_epoch = -(-int(num_examples) // batch_size)
+    files = expand_file_patterns(files)
+
+    def one_epoch(epoch: int):
+        # tf.data takes only Python seeds, so each epoch is its own pipeline, chained below.
+        epoch_seed = (int(seed) * 1_000_003 + epoch) % (2**31 - 1)
+        names = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=epoch_seed)
+        records = names.interleave(
+            _plain(lambda path: tf.data.TFRecordDataset(path, compression_type=example_format.COMPRESSION)),
+            cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        records = records.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+        return records.batch(batch_size).repeat().take(steps_per_epoch)
+
+    epochs = list(range(first_epoch, max(first_epoch, last_epoch)))
+    if not epochs:
+        raise ValueError(f"no epochs between {first_epoch} and {last_epoch}")
+    batches = one_epoch(epochs[0])
+    for epoch in epochs[1:]:
+        batches = batches.concatenate(one_epoch(epoch))
+    parsed = batches.map(_plain(lambda serialized: parse_batch(serialized, max_len, kind, **parse_options)),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    total = max(0, last_epoch - first_epoch) * steps_per_epoch
+    return parsed.apply(tf.data.experimental.assert_cardinality(total)).prefetch(tf.data.AUTOTUNE), steps_per_epoch
 
 
 def sequence_dataset(examples_root: str, split: str, batch_size: int, max_len: int,
@@ -184,7 +244,7 @@ def as_supervised(dataset, kind: str):
         key = "target_item_ids"
     else:
         raise DataError(f"as_supervised needs a task kind, got {kind!r}")
-    return dataset.map(lambda batch: ({"item_ids": batch["item_ids"]}, batch[key]))
+    return dataset.map(_plain(lambda batch: ({"item_ids": batch["item_ids"]}, batch[key])))
 
 
 def count_examples(files: Union[str, Sequence[str]]) -> int:

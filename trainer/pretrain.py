@@ -1,0 +1,369 @@
+"""Pretraining: NextItNet (next-item) or GRec-encoder (cloze) on behaviour sequences, once.
+
+``pretrain(examples_dir, vocabulary_dir, output_dir, config)`` trains the backbone with Keras
+``fit`` and writes, under ``output_dir``::
+
+    run_config.json       the config, vocabulary fingerprint and backbone config of the run
+    checkpoints/          a checkpoint per epoch (model, optimizer, epoch, early-stopping state)
+    checkpoints/best/     the weights of the best epoch on the monitored eval metric
+    logs/                 TensorBoard: train/ and validation/ scalars, hparams/, projector/
+    logs/history.jsonl    one line per epoch
+    export/               the backbone export (ARCHITECTURE.md contract 3), unless export_dir
+    metrics.json          the final evaluation
+
+An interrupted run started again with the same ``output_dir`` resumes from its last checkpoint
+(epoch counter, weights, optimizer and early-stopping state) and ends after ``config.epochs``
+epochs in all. The vocabulary is checked: a config whose ``vocab_size`` disagrees with the
+vocabulary, a resume with another vocabulary, or examples holding ids outside it fail clearly.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from peterrec.components.vocabulary import Vocabulary, VocabularyError, VocabularyMismatchError
+from peterrec.trainer.config import BackboneConfig
+
+OBJECTIVES = ("next_item", "cloze")
+SOFTMAX_KINDS = ("full", "sampled")
+RUN_CONFIG_FILE = "run_config.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.jsonl"
+
+
+class RunMismatchError(ValueError):
+    """``output_dir`` holds a run with another config or vocabulary: it cannot be resumed."""
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs besides its data.
+
+    backbone: the BackboneConfig; ``vocab_size=0`` takes the size of the vocabulary.
+    objective: "next_item" (needs a causal backbone) or "cloze" (needs ``causal=False``).
+    softmax: "full" or "sampled"; num_sampled: negatives per step (None: 20 % of the items).
+    mask_rate: share of positions the cloze objective masks.
+    batch_size, epochs, learning_rate (Adam), max_len (most recent items kept per user), seed.
+    early_stopping_patience: epochs without improvement of ``monitor`` before stopping (0: off);
+    restore_best: export the best epoch's weights rather than the last.
+    steps_per_epoch: cap on training steps per epoch (None: one pass over the data).
+    verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+    """
+
+    backbone: BackboneConfig = dataclasses.field(default_factory=lambda: BackboneConfig(vocab_size=0))
+    objective: str = "next_item"
+    softmax: str = "full"
+    num_sampled: Optional[int] = None
+    mask_rate: float = 0.3
+    batch_size: int = 64
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    max_len: int = 50
+    seed: int = 0
+    early_stopping_patience: int = 3
+    monitor: str = "val_ndcg@10"
+    restore_best: bool = True
+    steps_per_epoch: Optional[int] = None
+    shuffle_buffer: int = 10_000
+    max_checkpoints: int = 3
+    verbose: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.backbone, Mapping):
+            data = dict(self.backbone)
+            data.setdefault("vocab_size", 0)
+            self.backbone = BackboneConfig(**data)
+
+    def validate(self) -> "PretrainConfig":
+        """Raises ValueError with a clear message if a value is out of range; returns self."""
+        def check(condition, message):
+            if not condition:
+                raise ValueError(message)
+
+        check(self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        check(self.softmax in SOFTMAX_KINDS, f"softmax must be one of {SOFTMAX_KINDS}, got {self.softmax!r}")
+        check(self.objective != "next_item" or self.backbone.causal,
+              "objective 'next_item' needs a causal backbone (backbone.causal=True)")
+        check(self.objective != "cloze" or not self.backbone.causal,
+              "objective 'cloze' needs a non-causal backbone (backbone.causal=False, the GRec encoder)")
+        check(self.num_sampled is None or int(self.num_sampled) >= 1, "num_sampled must be >= 1")
+        check(0.0 < float(self.mask_rate) < 1.0, f"mask_rate must be in (0, 1), got {self.mask_rate}")
+        check(int(self.batch_size) >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(int(self.epochs) >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(float(self.learning_rate) > 0, f"learning_rate must be positive, got {self.learning_rate}")
+        check(int(self.max_len) >= 2, f"max_len must be >= 2 (one input and one next item), got {self.max_len}")
+        check(int(self.early_stopping_patience) >= 0, "early_stopping_patience must be >= 0")
+        check(self.steps_per_epoch is None or int(self.steps_per_epoch) >= 1, "steps_per_epoch must be >= 1")
+        check(int(self.max_checkpoints) >= 1, "max_checkpoints must be >= 1")
+        return self
+
+    def resolved_backbone(self, vocabulary: Vocabulary) -> BackboneConfig:
+        """The backbone config with ``vocab_size`` taken from (and checked against) the vocabulary."""
+        size = int(self.backbone.vocab_size)
+        if size == 0:
+            return dataclasses.replace(self.backbone, vocab_size=len(vocabulary)).validate()
+        if size != len(vocabulary):
+            raise VocabularyMismatchError(
+                f"the backbone config says vocab_size={size}, but the vocabulary "
+                f"{vocabulary.fingerprint[:16]}... has {len(vocabulary)} ids: the model and the data were built "
+                "with different vocabularies (set vocab_size=0 to take the vocabulary's size)")
+        return dataclasses.replace(self.backbone).validate()
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-friendly dict (the backbone config nested)."""
+        data = dataclasses.asdict(self)
+        data["backbone"] = self.backbone.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PretrainConfig":
+        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"PretrainConfig: unknown keys {unknown}; expected some of {sorted(names)}")
+        return cls(**dict(data)).validate()
+
+
+# ----------------------------------------------------------------------------- shared loop helpers
+def load_item_vocabulary(path: str) -> Vocabulary:
+    """Loads the item vocabulary of a run (a folder holding vocabulary.json, or the file)."""
+    vocabulary = Vocabulary.load(path)
+    if vocabulary.kind != "item":
+        raise VocabularyError(f"{path} holds a {vocabulary.kind} vocabulary; pretraining needs the item vocabulary")
+    return vocabulary
+
+
+def check_or_write_run_config(output_dir: str, run_config: Dict[str, Any], keys: Sequence[str]) -> bool:
+    """Writes ``run_config.json`` for a new run; for an existing one checks ``keys`` agree.
+
+    Returns True if a previous run was found (so the caller resumes it).
+    """
+    import tensorflow as tf
+
+    path = os.path.join(output_dir, RUN_CONFIG_FILE)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path, "r") as handle:
+            previous = json.load(handle)
+        for key in keys:
+            if previous.get(key) != run_config.get(key):
+                message = (f"{output_dir} holds a run with another {key} ({_short(previous.get(key))} vs "
+                           f"{_short(run_config.get(key))}); it cannot be resumed. Use a new output folder.")
+                if "fingerprint" in key:
+                    raise VocabularyMismatchError(message)
+                raise RunMismatchError(message)
+        return True
+    tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(path, "w") as handle:
+        json.dump(run_config, handle, indent=2, sort_keys=True)
+    return False
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def write_json(path: str, data: Dict[str, Any]) -> None:
+    """Writes a JSON file (any filesystem TensorFlow reaches)."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+
+
+def plain_metrics(logs: Mapping[str, Any]) -> Dict[str, float]:
+    """Keras logs as plain floats."""
+    return {str(k): float(v) for k, v in logs.items()}
+
+
+@contextlib.contextmanager
+def vocabulary_errors_explained(vocabulary: Vocabulary):
+    """Turns the input pipeline's out-of-vocabulary assertion into a VocabularyMismatchError."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        if "another vocabulary" not in str(error):
+            raise
+        first_line = next((line for line in str(error).splitlines() if "another vocabulary" in line), str(error))
+        raise VocabularyMismatchError(
+            f"the examples do not fit the vocabulary {vocabulary.fingerprint[:16]}... ({len(vocabulary)} ids): "
+            f"{first_line.strip()}") from None
+
+
+class TrainingState:
+    """The resumable state of a loop: CheckpointManager of model + optimizer + epoch + early stopping.
+
+    ``trackables`` are the model parts to checkpoint (the variables that change, and any that
+    must come back identically); ``restore()`` returns the number of finished epochs.
+    """
+
+    def __init__(self, output_dir: str, trackables: Dict[str, Any], optimizer, monitor: str, patience: int,
+                 max_to_keep: int = 3):
+        import tensorflow as tf
+
+        from peterrec.trainer.callbacks import EarlyStoppingState
+
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.early_stopping = EarlyStoppingState(monitor, patience)
+        checkpoint = tf.train.Checkpoint(optimizer=optimizer, epoch=self.epoch,
+                                         early_stopping=self.early_stopping, **trackables)
+        directory = os.path.join(output_dir, "checkpoints")
+        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+        self.best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(**trackables), os.path.join(directory, "best"), max_to_keep=1)
+        self._trackables = trackables
+
+    def restore(self) -> int:
+        """Restores the latest checkpoint if there is one; returns the finished epochs."""
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return 0
+        self.manager.checkpoint.restore(latest).assert_existing_objects_matched()
+        return int(self.epoch.numpy())
+
+    def restore_best(self) -> bool:
+        """Loads the best epoch's weights (if a best checkpoint exists); returns whether it did."""
+        latest = self.best_manager.latest_checkpoint
+        if latest is None:
+            return False
+        self.best_manager.checkpoint.restore(latest).assert_existing_objects_matched()
+        return True
+
+    def callback(self, verbose: int = 1, early_stopping: bool = True):
+        """The EpochCheckpoint callback that saves this state after every epoch."""
+        from peterrec.trainer.callbacks import EpochCheckpoint
+
+        return EpochCheckpoint(self.manager, self.epoch, self.early_stopping if early_stopping else None,
+                               self.best_manager if early_stopping else None, verbose=1 if verbose else 0)
+
+
+# ----------------------------------------------------------------------------- pretraining
+def build_pretraining_model(backbone_config: BackboneConfig, vocabulary: Vocabulary, config: PretrainConfig):
+    """A compiled PretrainingModel (backbone + objective + Adam) for the run."""
+    import tf_keras as keras
+
+    from peterrec.trainer.backbone import NextItNetBackbone
+    from peterrec.trainer.objectives import PretrainingModel, make_objective
+
+    backbone = NextItNetBackbone.from_backbone_config(backbone_config, name="backbone").ensure_built()
+    counts = [float(vocabulary.count_of(i)) for i in range(len(vocabulary))]
+    kwargs = {"num_sampled": config.num_sampled, "seed": config.seed}
+    if config.objective == "cloze":
+        kwargs["mask_rate"] = config.mask_rate
+    objective = make_objective(backbone, softmax=config.softmax,
+                               item_counts=counts if config.softmax == "sampled" else None, **kwargs)
+    model = PretrainingModel(backbone, objective, name="pretraining")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
+    return model
+
+
+def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, config: PretrainConfig,
+             train_files: Optional[Sequence[str]] = None, eval_files: Optional[Sequence[str]] = None,
+             export_dir: Optional[str] = None, callbacks: Sequence = ()) -> Dict[str, Any]:
+    """Pretrains a backbone and exports it; returns the final metrics (see module docstring).
+
+    examples_dir: an Examples folder with Split-train/ (and Split-eval/ for evaluation and early
+    stopping); or give ``train_files`` / ``eval_files`` (file patterns, as TFX passes them).
+    callbacks: extra Keras callbacks (run after the checkpoint callback).
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from peterrec.trainer import artifacts, data
+    from peterrec.trainer import callbacks as callbacks_lib
+    from peterrec.trainer.runtime import skip_autograph_for_tf_keras
+
+    skip_autograph_for_tf_keras()
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    vocabulary = load_item_vocabulary(vocabulary_dir)
+    backbone_config = config.resolved_backbone(vocabulary)
+    run_config = {"kind": "pretrain", "config": config.to_dict(), "backbone_config": backbone_config.to_dict(),
+                  "vocabulary_fingerprint": vocabulary.fingerprint}
+    resuming = check_or_write_run_config(output_dir, run_config, ["vocabulary_fingerprint", "backbone_config"])
+
+    if train_files is None:
+        if examples_dir is None:
+            raise ValueError("give examples_dir or train_files")
+        train_files = data.split_files(examples_dir, "train")
+        if eval_files is None:
+            try:
+                eval_files = data.split_files(examples_dir, "eval")
+            except data.DataError:
+                eval_files = None
+    options = {"vocab_size": len(vocabulary)}
+    num_train = data.count_examples(train_files)
+    evaluation = (data.dataset_from_files(eval_files, config.batch_size, config.max_len, **options)
+                  if eval_files else None)
+    early_stopping = evaluation is not None and config.early_stopping_patience > 0
+    if evaluation is None and config.verbose:
+        print("pretrain: no eval split, so no evaluation metrics and no early stopping", flush=True)
+
+    model = build_pretraining_model(backbone_config, vocabulary, config)
+    backbone = model.backbone
+    trackables = {"backbone": backbone}
+    generator = getattr(model.objective, "_rng", None)  # the cloze masking RNG: resume it too
+    if isinstance(generator, tf.random.Generator):
+        trackables["objective_rng"] = generator
+    state = TrainingState(output_dir, trackables, model.optimizer, config.monitor,
+                          config.early_stopping_patience, config.max_checkpoints)
+    initial_epoch = state.restore()
+    log_dir = os.path.join(output_dir, "logs")
+    if config.verbose:
+        action = f"resuming after epoch {initial_epoch}" if initial_epoch else ("restarting" if resuming else "starting")
+        print(f"pretrain: {action}; {num_train} training sequences, {config.objective} objective, {config.softmax} softmax, "
+              f"{len(vocabulary)} ids, d={backbone_config.embedding_dim}, {backbone_config.num_blocks} blocks, "
+              f"{backbone.count_params()} parameters; output {output_dir}", flush=True)
+
+    finished_early = bool(state.early_stopping.stopped.numpy())
+    if initial_epoch < config.epochs and not finished_early:
+        train, steps = data.training_dataset(
+            train_files, config.batch_size, config.max_len, seed=config.seed, first_epoch=initial_epoch,
+            last_epoch=config.epochs, num_examples=num_train, steps_per_epoch=config.steps_per_epoch,
+            shuffle_buffer=config.shuffle_buffer, **options)
+        fit_callbacks = [
+            state.callback(config.verbose, early_stopping),
+            callbacks_lib.HistoryLog(os.path.join(log_dir, HISTORY_FILE)),
+            keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0, write_graph=False),
+            callbacks_lib.hparams_callback(log_dir, run_config["config"], trial_id=os.path.basename(output_dir)),
+            *callbacks,
+        ]
+        with vocabulary_errors_explained(vocabulary):
+            model.fit(train, validation_data=evaluation, epochs=config.epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=steps, callbacks=fit_callbacks, verbose=config.verbose)
+    elif config.verbose:
+        print(f"pretrain: nothing left to train ({initial_epoch} epochs done"
+              f"{', stopped early' if finished_early else ''})", flush=True)
+
+    restored_best = early_stopping and config.restore_best and state.restore_best()
+    metrics: Dict[str, Any] = {}
+    if evaluation is not None:
+        with vocabulary_errors_explained(vocabulary):
+            metrics.update(plain_metrics(model.evaluate(evaluation, return_dict=True, verbose=0)))
+    callbacks_lib.write_embedding_projector(log_dir, backbone.embedding.embeddings, vocabulary.all_tokens())
+    export_dir = export_dir or os.path.join(output_dir, "export")
+    artifacts.export_backbone(backbone, backbone_config, vocabulary, export_dir)
+    summary = state.early_stopping.summary()
+    metrics.update({
+        "epochs_completed": int(state.epoch.numpy()),
+        "best_epoch": summary["best_epoch"] if early_stopping else int(state.epoch.numpy()),
+        "stopped_early": summary["stopped_early"],
+        "restored_best": bool(restored_best),
+        "export_dir": export_dir,
+        "backbone_fingerprint": artifacts.read_backbone_metadata(export_dir)["fingerprint"],
+        "vocabulary_fingerprint": vocabulary.fingerprint,
+        "parameters": int(backbone.count_params()),
+        "train_examples": num_train,
+    })
+    write_json(os.path.join(output_dir, METRICS_FILE), metrics)
+    if config.verbose:
+        shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+        print(f"pretrain: done after {metrics['epochs_completed']} epochs; eval {shown}; backbone exported to "
+              f"{export_dir}", flush=True)
+    return metrics
