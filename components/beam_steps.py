@@ -13,13 +13,13 @@ exact figures on any runner; Beam metrics counters mirror them for runner UIs.
 
 import json
 import os
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
 from peterrec.components import example_format, readers, splits
 from peterrec.components.records import (
-    MISSING_DOMAIN, UNKNOWN_ITEM, Interaction, ItemRecord, LabelRecord, Reject)
+    MISSING_DOMAIN, UNKNOWN_ITEM, Interaction, LabelRecord, Reject)
 
 METRICS_NAMESPACE = "peterrec.ingest"
 RECORDS, REJECTS, STATS = "records", "rejects", "stats"
@@ -123,8 +123,8 @@ class ReadTable(beam.PTransform):
         side = {"newlines_before": beam.pvalue.AsSingleton(newlines_before)}
         if self._item_domains is not None:
             side["item_domains"] = beam.pvalue.AsDict(self._item_domains)
-        return chunks | "Parse" >> beam.ParDo(ParseChunkFn(self._fmt, self._need_domain, self._prefix), **side).with_outputs(
-            REJECTS, STATS, main=RECORDS)
+        parse = ParseChunkFn(self._fmt, self._need_domain, self._prefix)
+        return chunks | "Parse" >> beam.ParDo(parse, **side).with_outputs(REJECTS, STATS, main=RECORDS)
 
 
 class SequenceCombineFn(beam.CombineFn):
@@ -359,8 +359,3 @@ def history_stats(history: UserHistory) -> Dict[str, int]:
 def dropped_user_stats(history: UserHistory) -> Dict[str, int]:
     """The counters of a user rejected as a whole: all their in-domain interactions are dropped."""
     return {"dropped": history.total - history.filtered, "filtered": history.filtered}
-
-
-def iter_sorted(values: Iterable) -> List:
-    """Sorts a grouped iterable (Beam gives no order)."""
-    return sorted(values)

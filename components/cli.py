@@ -34,7 +34,8 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domain", default=None,
                         help="keep only this domain in the sequences (e.g. 'source' before a cold-start task)")
     parser.add_argument("--domain-rule", default=None, choices=("movielens-genre",),
-                        help="how MovieLens items get a domain (first genre in Action/Horror/Sci-Fi/Thriller -> target)")
+                        help="how MovieLens items get a domain "
+                             "(first genre in Action/Horror/Sci-Fi/Thriller -> target)")
     parser.add_argument("--split", action="append", default=None, metavar="NAME=FRACTION",
                         help="user split, repeatable (default train=0.8 eval=0.1 test=0.1)")
     parser.add_argument("--split-salt", default="", help="salt of the user-id hash that assigns splits")

@@ -93,7 +93,8 @@ class IngestConfig:
     def validate(self) -> None:
         """Raises ValueError with a clear message on settings that cannot work."""
         if self.source_format not in readers.INTERACTION_FORMATS:
-            raise ValueError(f"source_format {self.source_format!r} is not one of {sorted(readers.INTERACTION_FORMATS)}")
+            raise ValueError(f"source_format {self.source_format!r} is not one of "
+                             f"{sorted(readers.INTERACTION_FORMATS)}")
         if not self.source_path:
             raise ValueError("source_path is empty")
         if not isinstance(self.max_len, int) or self.max_len < 1:
@@ -200,7 +201,8 @@ class IngestSummary:
                 ("  rejected", f"{self.rejected:,}  ({pct})")]
         splits = "  ".join(f"{name} {count:,}" for name, count in self.users_by_split.items())
         rows.append(("users", f"{self.users:,}  ({splits})"))
-        rows.append(("item vocabulary", f"{self.vocabulary_size:,} ids, fingerprint {self.vocabulary_fingerprint[:12]}"))
+        rows.append(("item vocabulary",
+                     f"{self.vocabulary_size:,} ids, fingerprint {self.vocabulary_fingerprint[:12]}"))
         if self.unknown_items:
             rows.append(("  kept items mapped to <unk>", f"{self.unknown_items:,}"))
         return rows

@@ -586,7 +586,8 @@ class GenericLabels(_LabelFormat):
     def parse(self, text, source, line_number):
         fields = _split_delimited(text, source.delimiter)
         if len(fields) != len(source.columns):
-            raise BadLine(MALFORMED_LINE, f"expected {len(source.columns)} fields {list(source.columns)}, found {len(fields)}")
+            raise BadLine(MALFORMED_LINE,
+                          f"expected {len(source.columns)} fields {list(source.columns)}, found {len(fields)}")
         user_at, label_at = source.positions
         user = parse_token_id(fields[user_at], "user id")
         return [self._label(user, fields[label_at], source, line_number, text)]
@@ -663,7 +664,8 @@ class MovieLens100KItems(_ItemFormat):
     def parse(self, text, source, line_number):
         fields = text.split("|")
         if len(fields) < 5 + len(ML100K_GENRES):
-            raise BadLine(MALFORMED_LINE, f"expected {5 + len(ML100K_GENRES)} fields separated by '|', found {len(fields)}")
+            raise BadLine(MALFORMED_LINE,
+                          f"expected {5 + len(ML100K_GENRES)} fields separated by '|', found {len(fields)}")
         flags = fields[-len(ML100K_GENRES):]
         genres = [g for g, flag in zip(ML100K_GENRES, flags) if flag.strip() == "1"]
         return [ItemRecord(parse_numeric_id(fields[0], "item id"), self.rule(genres))]
@@ -730,12 +732,6 @@ def read_records(fmt: LineFormat, source_path: str, what: str = "source",
     for chunk in chunks:
         for _, value in parse_chunk(fmt, chunk, before[chunk.key]):
             yield value
-
-
-def count_data_lines(fmt: LineFormat, chunk: Chunk, newlines_before: int) -> int:
-    """Counts the lines of a chunk that are data (not the header)."""
-    return sum(1 for number, _ in iter_chunk_lines(chunk, newlines_before)
-               if not (fmt.has_header and number == 1))
 
 
 def companion_path(source_path: str, default_name: str) -> str:

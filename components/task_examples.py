@@ -26,7 +26,7 @@ Both write ``Split-<name>/`` GZIP TFRecords to ``examples_dir``, rejects and
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Union
 
 from peterrec.components import beam_options, readers
 from peterrec.components.ingest import (
@@ -72,7 +72,8 @@ class AttributeTaskConfig(IngestConfig):
             raise ValueError(f"label_format {fmt!r} is not one of {sorted(readers.LABEL_FORMATS)}")
         attributes = getattr(readers.LABEL_FORMATS[fmt], "attributes", {})
         if attributes and self.attribute not in attributes:
-            raise ValueError(f"attribute {self.attribute!r} is not in {fmt} user tables; choose one of {sorted(attributes)}")
+            raise ValueError(f"attribute {self.attribute!r} is not in {fmt} user tables; "
+                             f"choose one of {sorted(attributes)}")
         if fmt == "csv" and not self.label_path:
             raise ValueError("label_format 'csv' needs label_path (a user,label file)")
 
