@@ -14,8 +14,7 @@ import os
 from typing import List, Optional, Sequence
 
 IN_MEMORY_ENV = "PETERREC_BEAM_IN_MEMORY"
-_DIRECT_RUNNERS = ("directrunner", "direct", "bundlebaseddirectrunner", "fnapirunner",
-                   "prismrunner", "prism")
+_DIRECT_RUNNERS = ("directrunner", "direct", "bundlebaseddirectrunner", "switchingdirectrunner")
 
 
 def available_cpus() -> int:

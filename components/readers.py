@@ -39,7 +39,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 from peterrec.components.records import (
     BLANK_LINE, EMPTY_ID, EMPTY_LABEL, MALFORMED_ITEM_LINE, MALFORMED_LINE, NO_ITEMS, NON_NUMERIC_ID,
-    NON_NUMERIC_RATING, NON_NUMERIC_TIMESTAMP, UNDECODABLE_LINE, BadLine, IngestError,
+    NON_NUMERIC_RATING, NON_NUMERIC_TIMESTAMP, UNDECODABLE_LINE, UNPARSEABLE_LINE, BadLine, IngestError,
     Interaction, ItemRecord, LabelRecord, Reject)
 
 DEFAULT_CHUNK_BYTES = 8 << 20
@@ -351,6 +351,8 @@ class LineFormat:
             return self.parse(text, source, line_number), None
         except BadLine as bad:
             return [], Reject(bad.reason, source.path, line_number, text, bad.detail)
+        except Exception as error:  # noqa: BLE001 - one odd line must not stop a run; it is counted
+            return [], Reject(UNPARSEABLE_LINE, source.path, line_number, text, f"{type(error).__name__}: {error}")
 
 
 def _sniff_delimiter(header: str) -> str:
@@ -362,7 +364,10 @@ def _sniff_delimiter(header: str) -> str:
 def _split_delimited(text: str, delimiter: str) -> List[str]:
     if '"' not in text:
         return text.split(delimiter)
-    return next(csv.reader([text], delimiter=delimiter))
+    try:
+        return next(csv.reader([text], delimiter=delimiter, strict=True))
+    except csv.Error as error:
+        raise BadLine(MALFORMED_LINE, f"bad quoting: {error}") from None
 
 
 def _header_columns(header: str, delimiter: str) -> Tuple[str, ...]:

@@ -33,6 +33,7 @@ DUPLICATE_USER = "duplicate_user"        # a second label line for the same user
 UNKNOWN_LABEL = "unknown_label"          # a label outside a given label vocabulary
 NO_TARGET_ITEMS = "no_target_items"      # a cold-start user without target-domain items
 MALFORMED_ITEM_LINE = "malformed_item_line"  # a bad line in an item table (movies.dat, u.item)
+UNPARSEABLE_LINE = "unparseable_line"    # a parser failed in an unforeseen way (the detail names the error)
 
 # Reasons that reject whole users rather than input lines: they do not count as rejected
 # interactions in the accounting identity (their interactions are counted where they went).

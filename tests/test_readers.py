@@ -7,8 +7,8 @@ import pytest
 from peterrec.components import readers
 from peterrec.components.records import (
     BLANK_LINE, EMPTY_ID, EMPTY_LABEL, MALFORMED_ITEM_LINE, MALFORMED_LINE, NO_ITEMS, NON_NUMERIC_ID,
-    NON_NUMERIC_RATING, NON_NUMERIC_TIMESTAMP, UNDECODABLE_LINE, IngestError, Interaction, ItemRecord,
-    LabelRecord, Reject)
+    NON_NUMERIC_RATING, NON_NUMERIC_TIMESTAMP, UNDECODABLE_LINE, UNPARSEABLE_LINE, IngestError, Interaction,
+    ItemRecord, LabelRecord, Reject)
 
 
 def _write(path, data):
@@ -111,6 +111,28 @@ def test_generic_csv_tab_delimited_and_undecodable_line(tmp_path):
     assert [(r.user, r.item, r.timestamp) for r in records] == [("u1", "i1", 5)]
     assert [(r.reason, r.line_number) for r in rejects] == [(UNDECODABLE_LINE, 3)]
     assert rejects[0].line == "u1\ti\ufffd2\t6"
+
+
+def test_generic_csv_bad_quoting_and_nul_bytes_are_rejected(tmp_path):
+    path = _write(tmp_path / "log.csv", 'user,item,timestamp\nu1,"a,b",1\nu1,"open,2\nu1,"x"y,3\nu\x00,"q",4\n')
+    records, rejects = _read(readers.interaction_format("csv"), path)
+    assert [(r.item, r.line_number) for r in records] == [("a,b", 2)]
+    assert [(r.reason, r.line_number) for r in rejects] == [(MALFORMED_LINE, 3), (MALFORMED_LINE, 4),
+                                                            (MALFORMED_LINE, 5)]
+
+
+def test_an_unforeseen_parser_failure_becomes_a_reject(tmp_path):
+    class Fragile(readers.GenericInteractions):
+        def parse(self, text, source, line_number):
+            if "boom" in text:
+                raise ZeroDivisionError("division by zero")
+            return super().parse(text, source, line_number)
+
+    path = _write(tmp_path / "log.csv", "user,item,timestamp\nu,i,1\nu,boom,2\n")
+    records, rejects = _read(Fragile(), path)
+    assert [r.item for r in records] == ["i"]
+    assert _reasons(rejects) == [(UNPARSEABLE_LINE, 3, "u,boom,2")]
+    assert rejects[0].detail == "ZeroDivisionError: division by zero"
 
 
 def test_generic_csv_header_without_item_column_fails_clearly(tmp_path):
