@@ -9,7 +9,7 @@ import tf_keras as keras
 
 from peterrec.components import ids
 from peterrec.trainer.backbone import NextItNetBackbone
-from peterrec.trainer.config import AdapterConfig, TaskConfig
+from peterrec.trainer.config import TaskConfig
 from peterrec.trainer.objectives import NextItemObjective, PretrainingModel
 from peterrec.trainer.patches import IAKAdapter, ModelPatch
 from peterrec.trainer.strategies import fresh_backbone_like, last_conv_layers, plan_strategy

@@ -11,7 +11,7 @@ import tf_keras as keras
 from peterrec.components import ids
 from peterrec.trainer.backbone import NextItNetBackbone
 from peterrec.trainer.config import AdapterConfig, TaskConfig
-from peterrec.trainer.task_model import MultiTaskModel, TaskModel, build_task_model
+from peterrec.trainer.task_model import MultiTaskModel, build_task_model
 
 VOCAB = 30
 
