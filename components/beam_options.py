@@ -35,13 +35,18 @@ def _given(args: Sequence[str], name: str) -> bool:
     return any(a == flag or a.startswith(flag + "=") for a in args)
 
 
-def _runner(args: Sequence[str]) -> Optional[str]:
+def _value(args: Sequence[str], name: str) -> Optional[str]:
+    flag = f"--{name}"
     for index, arg in enumerate(args):
-        if arg.startswith("--runner="):
+        if arg.startswith(flag + "="):
             return arg.split("=", 1)[1]
-        if arg == "--runner" and index + 1 < len(args):
+        if arg == flag and index + 1 < len(args):
             return args[index + 1]
     return None
+
+
+def _runner(args: Sequence[str]) -> Optional[str]:
+    return _value(args, "runner")
 
 
 def is_local_direct(beam_pipeline_args: Optional[Sequence[str]]) -> bool:
@@ -56,11 +61,12 @@ def default_direct_args(beam_pipeline_args: Optional[Sequence[str]] = None) -> L
     if not is_local_direct(args):
         return []
     extra = []
-    in_memory = in_memory_requested()
-    if not _given(args, "direct_running_mode"):
-        extra.append("--direct_running_mode=" + ("in_memory" if in_memory else "multi_processing"))
+    mode = _value(args, "direct_running_mode")
+    if mode is None:
+        mode = "in_memory" if in_memory_requested() else "multi_processing"
+        extra.append(f"--direct_running_mode={mode}")
     if not _given(args, "direct_num_workers"):
-        extra.append(f"--direct_num_workers={1 if in_memory else available_cpus()}")
+        extra.append(f"--direct_num_workers={1 if mode == 'in_memory' else available_cpus()}")
     return extra
 
 
@@ -79,6 +85,6 @@ def describe(beam_pipeline_args: Optional[Sequence[str]] = None) -> str:
     runner = _runner(full) or "DirectRunner"
     if not is_local_direct(full):
         return runner
-    mode = next((a.split("=", 1)[1] for a in full if a.startswith("--direct_running_mode=")), "in_memory")
-    workers = next((a.split("=", 1)[1] for a in full if a.startswith("--direct_num_workers=")), "1")
+    mode = _value(full, "direct_running_mode") or "in_memory"
+    workers = _value(full, "direct_num_workers") or "1"
     return f"{runner} ({mode}, {workers} worker{'s' if workers != '1' else ''})"

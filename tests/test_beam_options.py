@@ -25,6 +25,12 @@ def test_callers_direct_settings_win(monkeypatch):
     assert (options["direct_running_mode"], options["direct_num_workers"]) == ("multi_threading", 3)
 
 
+def test_in_memory_asked_for_runs_one_worker(monkeypatch):
+    monkeypatch.delenv(beam_options.IN_MEMORY_ENV, raising=False)
+    assert beam_options.default_direct_args(["--direct_running_mode", "in_memory"]) == ["--direct_num_workers=1"]
+    assert beam_options.describe(["--direct_running_mode=in_memory"]) == "DirectRunner (in_memory, 1 worker)"
+
+
 def test_other_runners_get_the_arguments_unchanged():
     args = ["--runner=FlinkRunner", "--flink_master=localhost:8081", "--parallelism=4"]
     assert beam_options.default_direct_args(args) == []
