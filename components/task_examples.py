@@ -118,7 +118,8 @@ class TaskSummary(IngestSummary):
     """An ``IngestSummary`` plus the task's own figures.
 
     ``kept``/``truncated`` include target items for cold-start tasks (see
-    ``target_items_kept``/``target_items_truncated``); ``vocabulary_*`` describe the
+    ``target_items_kept``/``target_items_truncated``: target items of train users beyond
+    ``max_target_items`` count as truncated); ``vocabulary_*`` describe the
     pretraining item vocabulary the examples use, ``task_vocabulary_*`` the label or
     target vocabulary written beside them.
     """
@@ -141,8 +142,8 @@ class TaskSummary(IngestSummary):
                 shown = "  ".join(f"{label} {count:,}" for label, count in sorted(counts.items()))
                 rows.append((f"  labels in {split}", shown))
         if self.task == COLD_START:
-            rows.insert(6, ("  of which target items", f"kept {self.target_items_kept:,}, "
-                                                       f"truncated {self.target_items_truncated:,}"))
+            rows.insert(3, ("    of which target items", f"kept {self.target_items_kept:,}, "
+                                                         f"truncated {self.target_items_truncated:,}"))
         rows.append((f"{self.task_vocabulary_kind} vocabulary",
                      f"{self.task_vocabulary_size:,} ids, fingerprint {self.task_vocabulary_fingerprint[:12]}"))
         return rows
