@@ -1,0 +1,313 @@
+"""Reference baselines for the transfer table: no pretraining, no neural network.
+
+Classification (user attribute tasks):
+
+- ``majority_class``: always predicts the most frequent training label.
+- ``logistic_regression``: multinomial logistic regression (scikit-learn) on a bag of items
+  (binary user x item matrix, rows L2-normalised); the inverse regularisation strength C is
+  picked on the eval split.
+
+Cold-start (target-domain items for users with no target history):
+
+- ``popularity``: scores every target item by its number of training (user, target) pairs.
+- ``item_knn``: item co-occurrence kNN. On training users, counts how often source item i and
+  target item j occur for the same user, turns the counts into cosine similarities
+  ``C[i, j] / sqrt(n_i * n_j)``, keeps the ``k`` most similar source items per target item, and
+  scores target j for a user as the sum of the similarities of the user's source items.
+
+Ranking follows ``peterrec.trainer.metrics`` exactly, so baselines and fine-tuned models are
+comparable: every (user, target) pair is one query; full ranking ranks the target among all
+real target ids (ids below ``num_reserved`` are never candidates; ties count against the
+scorer, so the rank is the number of real ids scoring at least as high); sampled ranking ranks
+it among itself and 99 negatives drawn uniformly (with replacement) from the other real ids.
+Reported: HR@10, NDCG@10, MRR@5, full and sampled (``sampled_`` prefix).
+
+The algorithms work on plain Python/numpy data (lists of item-id sequences); ``load_split``
+reads a task's TFRecords the way the fine-tuning pipeline does (TensorFlow imported lazily).
+"""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+RANKING_METRICS = (("hr", 10), ("ndcg", 10), ("mrr", 5))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_split(examples_dir: str, split: str, kind: str, max_len: int) -> Dict[str, list]:
+    """Reads one split of a task's examples: ``{"item_ids": [...], "labels" | "targets": [...]}``.
+
+    Each item list holds the most recent ``max_len`` items (what the models see), oldest first,
+    without padding. ``kind``: "classification" (labels: ints) or "cold_start" (targets: lists
+    of target ids).
+    """
+    from peterrec.components import ids
+    from peterrec.trainer import data
+
+    files = data.split_files(examples_dir, split)
+    dataset = data.dataset_from_files(files, 512, max_len, kind=kind)
+    items: List[List[int]] = []
+    labels: list = []
+    for batch in dataset:
+        for row in batch["item_ids"].numpy():
+            items.append([int(i) for i in row if i != ids.PAD_ID])
+        if kind == "classification":
+            labels.extend(int(v) for v in batch["label"].numpy())
+        else:
+            for row in batch["target_item_ids"].numpy():
+                labels.append([int(t) for t in row if t != ids.PAD_ID])
+    key = "labels" if kind == "classification" else "targets"
+    return {"item_ids": items, key: labels}
+
+
+def bag_of_items(sequences: Sequence[Sequence[int]], vocab_size: int, normalise: bool = True):
+    """A sparse binary user x item matrix (CSR), rows L2-normalised when ``normalise``."""
+    from scipy import sparse
+
+    rows, cols = [], []
+    for row, sequence in enumerate(sequences):
+        unique = sorted(set(int(i) for i in sequence))
+        rows.extend([row] * len(unique))
+        cols.extend(unique)
+    values = np.ones(len(rows), np.float64)
+    matrix = sparse.csr_matrix((values, (rows, cols)), shape=(len(sequences), vocab_size))
+    if normalise:
+        norms = np.sqrt(np.asarray(matrix.sum(axis=1)).ravel())
+        matrix = sparse.diags(1.0 / np.maximum(norms, 1.0)) @ matrix
+    return matrix.tocsr()
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+def accuracy(labels, predictions) -> float:
+    """Fraction of exact matches."""
+    return float(np.mean(np.asarray(labels) == np.asarray(predictions)))
+
+
+def macro_f1(labels, predictions) -> float:
+    """Unweighted mean F1 over the classes in labels or predictions (as scikit-learn)."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    scores = []
+    for c in np.union1d(labels, predictions):
+        tp = np.sum((predictions == c) & (labels == c))
+        fp = np.sum((predictions == c) & (labels != c))
+        fn = np.sum((predictions != c) & (labels == c))
+        scores.append(0.0 if tp == 0 else 2.0 * tp / (2.0 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def majority_class(train_labels: Sequence[int], test_labels: Sequence[int]) -> Dict[str, float]:
+    """Accuracy and macro-F1 of always predicting the most frequent training label."""
+    values, counts = np.unique(np.asarray(train_labels), return_counts=True)
+    majority = int(values[np.argmax(counts)])
+    predictions = np.full(len(test_labels), majority)
+    return {"accuracy": accuracy(test_labels, predictions), "macro_f1": macro_f1(test_labels, predictions),
+            "class": majority}
+
+
+def logistic_regression(train: Tuple[Sequence[Sequence[int]], Sequence[int]],
+                        test: Tuple[Sequence[Sequence[int]], Sequence[int]], vocab_size: int,
+                        eval_split: Optional[Tuple[Sequence[Sequence[int]], Sequence[int]]] = None,
+                        c_values: Sequence[float] = (0.3, 1.0, 3.0, 10.0), seed: int = 0) -> Dict[str, float]:
+    """Multinomial logistic regression on the bag of items; C chosen on ``eval_split``.
+
+    train / test / eval_split: (item-id sequences, labels). Without an eval split the first of
+    ``c_values`` is used. Returns test accuracy, macro-F1 and the chosen C.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x_train, y_train = bag_of_items(train[0], vocab_size), np.asarray(train[1])
+    x_test, y_test = bag_of_items(test[0], vocab_size), np.asarray(test[1])
+
+    def fit(c: float):
+        model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        return model.fit(x_train, y_train)
+
+    best_c = float(c_values[0])
+    if eval_split is not None and len(c_values) > 1:
+        x_eval, y_eval = bag_of_items(eval_split[0], vocab_size), np.asarray(eval_split[1])
+        scores = {float(c): accuracy(y_eval, fit(c).predict(x_eval)) for c in c_values}
+        best_c = max(scores, key=lambda c: (scores[c], -c))
+    predictions = fit(best_c).predict(x_test)
+    return {"accuracy": accuracy(y_test, predictions), "macro_f1": macro_f1(y_test, predictions), "C": best_c}
+
+
+# ----------------------------------------------------------------------------- ranking
+
+
+def full_ranks(scores: np.ndarray, targets: np.ndarray, num_reserved: int) -> np.ndarray:
+    """Ranks (1 = best) of ``targets`` [N] among the real ids of ``scores`` [N, V]: the number
+    of real ids scoring at least as high as the target (ties count against the scorer)."""
+    scores = np.asarray(scores, np.float64)
+    targets = np.asarray(targets, np.int64)
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    return np.sum(scores[:, num_reserved:] >= target_scores, axis=1).astype(np.int64)
+
+
+def sample_negatives(rng: np.random.Generator, targets: np.ndarray, vocab_size: int, num_negatives: int,
+                     num_reserved: int) -> np.ndarray:
+    """[N, num_negatives] ids drawn uniformly (with replacement) from the real ids != target."""
+    targets = np.asarray(targets, np.int64)
+    draws = rng.integers(num_reserved, vocab_size - 1, size=(len(targets), num_negatives))
+    return draws + (draws >= targets[:, None])
+
+
+def sampled_ranks(scores: np.ndarray, targets: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """Ranks of ``targets`` among themselves and ``negatives`` [N, M] (ties against the scorer)."""
+    scores = np.asarray(scores, np.float64)
+    rows = np.arange(len(targets))
+    target_scores = scores[rows, targets][:, None]
+    negative_scores = np.take_along_axis(scores, negatives, axis=1)
+    return 1 + np.sum(negative_scores >= target_scores, axis=1).astype(np.int64)
+
+
+def ranking_values(ranks: np.ndarray, kind: str, k: int) -> np.ndarray:
+    """Per-query HR@k / NDCG@k / MRR@k of the given ranks."""
+    ranks = np.asarray(ranks, np.float64)
+    inside = ranks <= k
+    if kind == "hr":
+        return inside.astype(np.float64)
+    if kind == "ndcg":
+        return np.where(inside, 1.0 / np.log2(ranks + 1.0), 0.0)
+    if kind == "mrr":
+        return np.where(inside, 1.0 / ranks, 0.0)
+    raise ValueError(f"ranking kind must be hr, ndcg or mrr, got {kind!r}")
+
+
+def evaluate_ranking(score_fn, sequences: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+                     vocab_size: int, num_reserved: int, num_candidates: int = 100, seed: int = 0,
+                     batch_size: int = 256) -> Dict[str, float]:
+    """HR@10, NDCG@10, MRR@5 (full and ``sampled_``) over all (user, target) pairs.
+
+    ``score_fn(list of sequences) -> [n, vocab_size]`` scores; targets below ``num_reserved``
+    are padding and skipped.
+    """
+    rng = np.random.default_rng(seed)
+    totals = {f"{prefix}{kind}@{k}": 0.0 for prefix in ("", "sampled_") for kind, k in RANKING_METRICS}
+    count = 0
+    for start in range(0, len(sequences), batch_size):
+        chunk = list(sequences[start:start + batch_size])
+        scores = np.asarray(score_fn(chunk), np.float64)
+        rows, flat = [], []
+        for row, user_targets in enumerate(targets[start:start + batch_size]):
+            for t in user_targets:
+                if t >= num_reserved:
+                    rows.append(row)
+                    flat.append(int(t))
+        if not flat:
+            continue
+        pair_scores = scores[np.asarray(rows)]
+        flat = np.asarray(flat, np.int64)
+        full = full_ranks(pair_scores, flat, num_reserved)
+        negatives = sample_negatives(rng, flat, vocab_size, num_candidates - 1, num_reserved)
+        sampled = sampled_ranks(pair_scores, flat, negatives)
+        for kind, k in RANKING_METRICS:
+            totals[f"{kind}@{k}"] += float(np.sum(ranking_values(full, kind, k)))
+            totals[f"sampled_{kind}@{k}"] += float(np.sum(ranking_values(sampled, kind, k)))
+        count += len(flat)
+    if count == 0:
+        raise ValueError("no (user, target) pair to evaluate")
+    result = {name: value / count for name, value in totals.items()}
+    result["pairs"] = count
+    return result
+
+
+class Popularity:
+    """Scores each target id by its count among the training (user, target) pairs."""
+
+    def __init__(self, vocab_size: int, num_reserved: int):
+        self.vocab_size, self.num_reserved = int(vocab_size), int(num_reserved)
+        self.counts = np.zeros(self.vocab_size, np.float64)
+
+    def fit(self, targets: Sequence[Sequence[int]]) -> "Popularity":
+        """Counts the training targets; returns self."""
+        for user_targets in targets:
+            for t in user_targets:
+                if t >= self.num_reserved:
+                    self.counts[int(t)] += 1.0
+        return self
+
+    def scores(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """[n, vocab_size]: the same popularity row for every user."""
+        return np.tile(self.counts, (len(sequences), 1))
+
+
+class ItemKNN:
+    """Source-item -> target-item co-occurrence kNN (cosine of co-occurrence counts).
+
+    ``k``: neighbours kept per target item (None: all). A small popularity prior (weight
+    ``popularity_weight`` on the normalised counts) breaks ties for users whose items never
+    co-occur with a target item.
+    """
+
+    def __init__(self, item_vocab_size: int, target_vocab_size: int, num_reserved_targets: int,
+                 k: Optional[int] = 100, popularity_weight: float = 1e-6):
+        self.item_vocab_size, self.target_vocab_size = int(item_vocab_size), int(target_vocab_size)
+        self.num_reserved = int(num_reserved_targets)
+        self.k = k
+        self.popularity_weight = float(popularity_weight)
+        self.similarity = None
+        self.popularity = None
+
+    def fit(self, sequences: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> "ItemKNN":
+        """Builds the [item_vocab, target_vocab] similarity from training users; returns self."""
+        users = bag_of_items(sequences, self.item_vocab_size, normalise=False)
+        target_lists = [[t for t in ts if t >= self.num_reserved] for ts in targets]
+        user_targets = bag_of_items(target_lists, self.target_vocab_size, normalise=False)
+        co = np.asarray((users.T @ user_targets).todense(), np.float64)
+        item_counts = np.asarray(users.sum(axis=0)).ravel()
+        target_counts = np.asarray(user_targets.sum(axis=0)).ravel()
+        denominator = np.sqrt(np.outer(item_counts, target_counts))
+        similarity = np.divide(co, denominator, out=np.zeros_like(co), where=denominator > 0)
+        if self.k is not None and self.k < similarity.shape[0]:
+            # Keep each target item's k most similar source items.
+            cutoff = -np.partition(-similarity, self.k - 1, axis=0)[self.k - 1]
+            similarity = np.where(similarity >= cutoff[None, :], similarity, 0.0)
+        similarity[:, :self.num_reserved] = 0.0
+        self.similarity = similarity
+        self.popularity = target_counts / max(1.0, float(target_counts.max()))
+        return self
+
+    def scores(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """[n, target_vocab_size] scores of every target id for each user."""
+        if self.similarity is None:
+            raise RuntimeError("ItemKNN.scores before fit")
+        users = bag_of_items(sequences, self.item_vocab_size, normalise=False)
+        return np.asarray(users @ self.similarity) + self.popularity_weight * self.popularity[None, :]
+
+
+# ----------------------------------------------------------------------------- whole tasks
+
+
+def classification_baselines(train, test, vocab_size: int, eval_split=None, seed: int = 0) -> Dict[str, Dict]:
+    """{"majority": {...}, "logreg": {...}} on (sequences, labels) pairs."""
+    return {"majority": majority_class(train[1], test[1]),
+            "logreg": logistic_regression(train, test, vocab_size, eval_split=eval_split, seed=seed)}
+
+
+def cold_start_baselines(train, test, item_vocab_size: int, target_vocab_size: int, num_reserved_targets: int,
+                         eval_split=None, k_values: Sequence[Optional[int]] = (20, 100, None),
+                         seed: int = 0) -> Dict[str, Dict]:
+    """{"popularity": {...}, "item_knn": {...}} on (sequences, target lists) pairs.
+
+    The kNN's ``k`` is chosen by eval HR@10 when ``eval_split`` is given (else the first value).
+    """
+    popularity = Popularity(target_vocab_size, num_reserved_targets).fit(train[1])
+    results = {"popularity": evaluate_ranking(popularity.scores, test[0], test[1], target_vocab_size,
+                                              num_reserved_targets, seed=seed)}
+    best_k = k_values[0]
+    if eval_split is not None and len(k_values) > 1:
+        scores = {}
+        for k in k_values:
+            knn = ItemKNN(item_vocab_size, target_vocab_size, num_reserved_targets, k=k).fit(*train)
+            scores[k] = evaluate_ranking(knn.scores, eval_split[0], eval_split[1], target_vocab_size,
+                                         num_reserved_targets, seed=seed)["hr@10"]
+        best_k = max(k_values, key=lambda k: scores[k])
+    knn = ItemKNN(item_vocab_size, target_vocab_size, num_reserved_targets, k=best_k).fit(*train)
+    results["item_knn"] = evaluate_ranking(knn.scores, test[0], test[1], target_vocab_size, num_reserved_targets,
+                                           seed=seed)
+    results["item_knn"]["k"] = best_k
+    return results

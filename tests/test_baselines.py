@@ -1,0 +1,142 @@
+"""Fast checks of the reference baselines (benchmarks/baselines.py) on tiny generated data."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "baselines.py")
+_spec = importlib.util.spec_from_file_location("peterrec_benchmark_baselines", _PATH)
+baselines = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(baselines)
+
+NUM_RESERVED_ITEMS = 4
+NUM_RESERVED_TARGETS = 1
+
+
+def _profile_users(n_users: int, seed: int):
+    """Users of two classes; class c prefers items of its own half of the catalogue."""
+    rng = np.random.default_rng(seed)
+    items = np.arange(NUM_RESERVED_ITEMS, NUM_RESERVED_ITEMS + 40)
+    sequences, labels = [], []
+    for _ in range(n_users):
+        label = int(rng.integers(0, 2))
+        own = items[:20] if label == 0 else items[20:]
+        picks = np.where(rng.random(8) < 0.8, rng.choice(own, 8), rng.choice(items, 8))
+        sequences.append([int(i) for i in picks])
+        labels.append(label)
+    return sequences, labels
+
+
+def _two_domain_users(n_users: int, seed: int):
+    """Source items 4..23 and target ids 1..20: taste group g (0..3) likes source items
+    4+5g..8+5g and target ids 1+5g..5+5g, so co-occurrence predicts the target items."""
+    rng = np.random.default_rng(seed)
+    sequences, targets = [], []
+    for _ in range(n_users):
+        group = int(rng.integers(0, 4))
+        source = NUM_RESERVED_ITEMS + 5 * group + rng.integers(0, 5, size=6)
+        target = NUM_RESERVED_TARGETS + 5 * group + rng.integers(0, 5, size=2)
+        sequences.append([int(i) for i in source])
+        targets.append([int(t) for t in target])
+    return sequences, targets
+
+
+def test_majority_class_predicts_the_most_frequent_training_label():
+    result = baselines.majority_class([1, 1, 0, 2, 1], [1, 0, 0, 1])
+    assert result["class"] == 1
+    assert result["accuracy"] == pytest.approx(0.5)
+    # F1 of class 1 = 2*2/(2*2+2+0) = 2/3; class 0 never predicted -> 0; mean over {0, 1}.
+    assert result["macro_f1"] == pytest.approx((2 / 3 + 0.0) / 2)
+
+
+def test_macro_f1_agrees_with_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    labels, predictions = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+    assert baselines.macro_f1(labels, predictions) == pytest.approx(f1_score(labels, predictions, average="macro"))
+
+
+def test_bag_of_items_is_binary_and_row_normalised():
+    matrix = baselines.bag_of_items([[4, 4, 5], [6]], vocab_size=8).toarray()
+    assert matrix.shape == (2, 8)
+    np.testing.assert_allclose(matrix[0, [4, 5]], [1 / np.sqrt(2)] * 2)
+    np.testing.assert_allclose(matrix[1, 6], 1.0)
+    raw = baselines.bag_of_items([[4, 4, 5]], vocab_size=8, normalise=False).toarray()
+    assert raw[0, 4] == 1.0 and raw.sum() == 2.0
+
+
+def test_logistic_regression_learns_a_profile_that_majority_cannot():
+    train, test, evaluation = _profile_users(300, 0), _profile_users(200, 1), _profile_users(100, 2)
+    result = baselines.classification_baselines(train, test, vocab_size=44, eval_split=evaluation)
+    assert result["logreg"]["accuracy"] > 0.85
+    assert result["majority"]["accuracy"] < 0.65
+    assert result["logreg"]["C"] in (0.3, 1.0, 3.0, 10.0)
+
+
+def test_ranks_agree_with_the_trainer_reference_functions():
+    metrics = pytest.importorskip("peterrec.trainer.metrics")
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=(30, 12)).astype(float)  # many ties
+    targets = rng.integers(NUM_RESERVED_ITEMS, 12, size=30)
+    np.testing.assert_array_equal(baselines.full_ranks(scores, targets, NUM_RESERVED_ITEMS),
+                                  metrics.np_full_ranks(scores, targets, NUM_RESERVED_ITEMS))
+    negatives = baselines.sample_negatives(rng, targets, 12, 9, NUM_RESERVED_ITEMS)
+    assert negatives.min() >= NUM_RESERVED_ITEMS and negatives.max() < 12
+    assert not np.any(negatives == targets[:, None])
+    np.testing.assert_array_equal(baselines.sampled_ranks(scores, targets, negatives),
+                                  metrics.np_sampled_ranks(scores, targets, negatives))
+
+
+def test_ranking_values_by_hand():
+    ranks = np.array([1, 3, 11])
+    np.testing.assert_allclose(baselines.ranking_values(ranks, "hr", 10), [1, 1, 0])
+    np.testing.assert_allclose(baselines.ranking_values(ranks, "ndcg", 10), [1, 0.5, 0])
+    np.testing.assert_allclose(baselines.ranking_values(ranks, "mrr", 5), [1, 1 / 3, 0])
+
+
+def test_evaluate_ranking_skips_padding_and_counts_pairs():
+    vocab = 6  # reserved id 0, real ids 1..5
+
+    def perfect_for_first(sequences):
+        scores = np.zeros((len(sequences), vocab))
+        scores[:, 3] = 1.0
+        return scores
+
+    result = baselines.evaluate_ranking(perfect_for_first, [[4], [5]], [[3, 0], [2]], vocab, 1)
+    assert result["pairs"] == 2
+    # Target 3 is ranked 1st; target 2 ties with ids 1, 2, 4, 5 below id 3 -> rank 5.
+    assert result["hr@10"] == pytest.approx(1.0)
+    assert result["mrr@5"] == pytest.approx((1.0 + 1 / 5) / 2)
+
+
+def test_popularity_scores_training_counts():
+    model = baselines.Popularity(5, 1).fit([[1, 2, 2], [2, 0]])
+    np.testing.assert_array_equal(model.counts, [0, 1, 3, 0, 0])
+    np.testing.assert_array_equal(model.scores([[7], [8]])[1], [0, 1, 3, 0, 0])
+
+
+def test_item_knn_beats_popularity_when_tastes_carry_over():
+    train, test = _two_domain_users(400, 0), _two_domain_users(100, 1)
+    result = baselines.cold_start_baselines(train, test, item_vocab_size=24, target_vocab_size=21,
+                                            num_reserved_targets=NUM_RESERVED_TARGETS,
+                                            eval_split=_two_domain_users(100, 2), k_values=(3, None))
+    knn, popularity = result["item_knn"], result["popularity"]
+    # Each group owns 5 of 20 targets, so kNN puts all of a user's targets in its top 5.
+    assert knn["hr@10"] == pytest.approx(1.0)
+    assert knn["mrr@5"] > popularity["mrr@5"] + 0.2
+    # 99 negatives drawn with replacement from 19 ids repeat the user's other targets: sampled
+    # ranks need not be better than full ranks here, only valid.
+    assert 0.0 < knn["sampled_mrr@5"] <= 1.0
+    assert set(knn) >= {"hr@10", "ndcg@10", "mrr@5", "sampled_hr@10", "sampled_ndcg@10", "sampled_mrr@5"}
+
+
+def test_item_knn_keeps_k_neighbours_per_target():
+    sequences, targets = _two_domain_users(200, 4)
+    knn = baselines.ItemKNN(24, 21, NUM_RESERVED_TARGETS, k=2).fit(sequences, targets)
+    assert np.all(np.count_nonzero(knn.similarity, axis=0) <= 2 + 3)  # k plus ties at the cut-off
+    assert np.all(knn.similarity[:, 0] == 0.0)
+    with pytest.raises(RuntimeError):
+        baselines.ItemKNN(24, 21, 1).scores([[4]])
