@@ -227,3 +227,48 @@ def test_config_round_trips_through_the_json_parameter():
     assert parsed.split_fractions == (("train", 0.5), ("eval", 0.5))
     assert set(gen.outputs) == {"examples", "vocabulary", "rejects"}
     assert gen.outputs["vocabulary"].type_name == "peterrec.Vocabulary"
+
+
+def test_executor_reuses_a_base_vocabulary_and_fails_clearly_on_too_many_rejects(tmp_path):
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.types import standard_artifacts
+
+    from peterrec.components import artifact_types
+    from peterrec.components.executor import SequenceExampleGenExecutor, ingest_config_to_json
+    from peterrec.components.ingest import IngestError
+    from peterrec.components.vocabulary import Vocabulary
+
+    given = Vocabulary.from_counts("item", {f"i{n}": 100 - n for n in range(30)})
+    base = artifact_types.Vocabulary()
+    base.uri = str(tmp_path / "base_vocabulary")
+    os.makedirs(base.uri)
+    given.save(base.uri)
+    artifact_types.describe_vocabulary(base, given)
+
+    def outputs(name):
+        made = {"examples": standard_artifacts.Examples(), "vocabulary": artifact_types.Vocabulary(),
+                "rejects": artifact_types.IngestRejects()}
+        for key, artifact in made.items():
+            artifact.uri = str(tmp_path / name / key)
+            os.makedirs(artifact.uri)
+        return {key: [artifact] for key, artifact in made.items()}
+
+    source = str(tmp_path / "interactions.csv")
+    write_interactions(source, num_users=6)
+    executor = SequenceExampleGenExecutor(BaseBeamExecutor.Context(beam_pipeline_args=BEAM_ARGS, tmp_dir=str(tmp_path)))
+    config = {"source_format": "csv", "source_path": source, "max_reject_fraction": 0.5}
+    out = outputs("reuse")
+    executor.Do({"base_vocabulary": [base]}, out, {"ingest_config": ingest_config_to_json(config)})
+    written = out["vocabulary"][0]
+    assert Vocabulary.load(written.uri) == given
+    assert written.get_string_custom_property("fingerprint") == given.fingerprint
+    assert out["examples"][0].get_string_custom_property("vocabulary_fingerprint") == given.fingerprint
+
+    with open(source, "a", encoding="utf-8") as handle:
+        handle.write("garbage\n" * 200)
+    out = outputs("rejected")
+    with pytest.raises(IngestError, match="reject"):
+        executor.Do({}, out, {"ingest_config": ingest_config_to_json(config)})
+    # The rejects were written before the failure, so the reasons can be inspected.
+    rejects_uri = out["rejects"][0].uri
+    assert any(name.endswith(".jsonl") for name in os.listdir(rejects_uri))
