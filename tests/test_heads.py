@@ -33,6 +33,18 @@ def test_cold_start_head_scores_and_masks_padding():
     assert (logits[:, 0] < -1e8).all()
 
 
+def test_cold_start_head_with_a_projection():
+    keras.utils.set_random_seed(0)
+    head = ColdStartHead(6, embedding_dim=3)
+    u = tf.random.normal([2, 4])
+    logits = head(u).numpy()
+    projection = head.projection.kernel.numpy()
+    expected = (u.numpy() @ projection) @ head.item_embeddings.numpy().T + head.item_bias.numpy()
+    np.testing.assert_allclose(logits[:, 1:], expected[:, 1:], atol=1e-5)
+    assert head.count_params() == 4 * 3 + 6 * 3 + 6
+    assert ColdStartHead.from_config(head.get_config()).embedding_dim == 3
+
+
 def test_cold_start_sampled_loss_ignores_padding_targets():
     keras.utils.set_random_seed(0)
     head = ColdStartHead(50)

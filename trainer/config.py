@@ -165,6 +165,8 @@ class TaskConfig:
         LayerNorm (METHOD.md section 3); the shared backbone is never modified.
     fine_last_convs: number of last conv layers trained by "fine-last" (1 or 2).
     head_hidden_units: optional hidden ReLU layer in the classification head (0 = linear).
+    head_embedding_dim: cold start: width of the target-item table; 0 = the user-vector width,
+        else the user vector is projected to it first (a smaller task for large vocabularies).
     softmax: cold-start loss: "full" softmax over all target items or "sampled".
     num_sampled: negatives per batch for the sampled cold-start softmax.
     """
@@ -178,6 +180,7 @@ class TaskConfig:
     train_layer_norm: bool = True
     fine_last_convs: int = 2
     head_hidden_units: int = 0
+    head_embedding_dim: int = 0
     softmax: str = "full"
     num_sampled: int = 100
 
@@ -211,10 +214,11 @@ class TaskConfig:
         _check(self.kind in TASK_KINDS, f"task kind must be one of {TASK_KINDS}, got {self.kind!r}")
         _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         _check(self.readout in READOUTS, f"readout must be one of {READOUTS}, got {self.readout!r}")
-        minimum = 2 if self.kind == "classification" else 2
-        _check(int(self.num_outputs) >= minimum, f"num_outputs must be >= {minimum}, got {self.num_outputs}")
+        # Two classes at least; a target vocabulary holds its padding id and one item at least.
+        _check(int(self.num_outputs) >= 2, f"num_outputs must be >= 2, got {self.num_outputs}")
         _check(self.fine_last_convs in (1, 2), f"fine_last_convs must be 1 or 2, got {self.fine_last_convs}")
         _check(int(self.head_hidden_units) >= 0, "head_hidden_units must be >= 0")
+        _check(int(self.head_embedding_dim) >= 0, "head_embedding_dim must be >= 0")
         _check(self.softmax in SOFTMAX_KINDS, f"softmax must be one of {SOFTMAX_KINDS}, got {self.softmax!r}")
         _check(int(self.num_sampled) >= 1, "num_sampled must be >= 1")
         self.adapter.validate()

@@ -58,15 +58,28 @@ class ColdStartHead(keras.layers.Layer):
 
     num_items: target vocabulary size including its reserved ids (``num_reserved``, padding);
     reserved ids get a large negative logit so they never win nor take probability mass.
+    embedding_dim: 0 scores the user vector directly (table width = user-vector width); a
+    positive value first projects the user vector to that width (no bias), which shrinks the
+    table, the bulk of a cold-start task's parameters when the target vocabulary is large.
     """
 
-    def __init__(self, num_items: int, num_reserved: int = len(ids.TARGET_RESERVED_TOKENS), **kwargs):
+    def __init__(self, num_items: int, num_reserved: int = len(ids.TARGET_RESERVED_TOKENS), embedding_dim: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_items = int(num_items)
         self.num_reserved = int(num_reserved)
+        self.embedding_dim = int(embedding_dim)
+        self.projection = (keras.layers.Dense(self.embedding_dim, use_bias=False, name="projection")
+                           if self.embedding_dim > 0 else None)
+
+    def _project(self, user_vectors):
+        return self.projection(user_vectors) if self.projection is not None else user_vectors
 
     def build(self, input_shape):
         dim = int(tf.TensorShape(input_shape)[-1])
+        if self.projection is not None:
+            self.projection.build(tf.TensorShape(input_shape))
+            dim = self.embedding_dim
         self.item_embeddings = self.add_weight(
             name="target_item_embeddings", shape=(self.num_items, dim),
             initializer=keras.initializers.TruncatedNormal(stddev=0.02))
@@ -78,7 +91,7 @@ class ColdStartHead(keras.layers.Layer):
 
     def call(self, user_vectors):
         """[B, d'] -> logits [B, num_items] (reserved ids at -1e9)."""
-        logits = tf.linalg.matmul(user_vectors, self.item_embeddings, transpose_b=True) + self.item_bias
+        logits = tf.linalg.matmul(self._project(user_vectors), self.item_embeddings, transpose_b=True) + self.item_bias
         return logits + tf.cast(self._reserved_penalty, logits.dtype)
 
     @_no_autograph
@@ -96,7 +109,7 @@ class ColdStartHead(keras.layers.Layer):
         if target_ids.shape.rank == 1:
             target_ids = target_ids[:, tf.newaxis]
         tt = tf.shape(target_ids)[1]
-        users = tf.repeat(user_vectors, tt, axis=0)
+        users = tf.repeat(self._project(user_vectors), tt, axis=0)
         flat = tf.reshape(target_ids, [-1])
         keep = flat >= self.num_reserved
         counts = target_counts
@@ -107,5 +120,5 @@ class ColdStartHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_items=self.num_items, num_reserved=self.num_reserved)
+        config.update(num_items=self.num_items, num_reserved=self.num_reserved, embedding_dim=self.embedding_dim)
         return config

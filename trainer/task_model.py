@@ -67,7 +67,7 @@ class TaskModel(keras.Model):
         if config.kind == "classification":
             self.head = ClassificationHead(config.num_outputs, config.head_hidden_units, name="head")
         else:
-            self.head = ColdStartHead(config.num_outputs, TARGET_NUM_RESERVED, name="head")
+            self.head = ColdStartHead(config.num_outputs, TARGET_NUM_RESERVED, config.head_embedding_dim, name="head")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self._kl_tracker = keras.metrics.Mean(name="kl") if self._uses_iak else None
         if config.kind == "classification":
