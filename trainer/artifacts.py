@@ -282,8 +282,9 @@ class PatchMetadata:
         return cls(**data)
 
 
-def _saved_layers(task_model) -> Dict[str, Any]:
-    """The trackables a patch artifact stores: the task's layers (+ peter-zero's own backbone)."""
+def task_trackables(task_model) -> Dict[str, Any]:
+    """What a patch artifact (and a fine-tuning checkpoint) stores: the task's layers, plus the
+    untrained backbone a peter-zero task runs on (it cannot be rebuilt from the shared one)."""
     layers = {"task_layers": list(task_model.task_layers())}
     if task_model.config.strategy == "peter-zero":
         layers["untrained_backbone"] = task_model.backbone
@@ -293,7 +294,7 @@ def _saved_layers(task_model) -> Dict[str, Any]:
 def _variable_manifest(task_model) -> List[Dict[str, Any]]:
     """Name and shape of every variable the artifact stores (for people reading metadata.json)."""
     seen, manifest = set(), []
-    for item in _saved_layers(task_model).values():
+    for item in task_trackables(task_model).values():
         for layer in item if isinstance(item, list) else [item]:
             for weight in layer.weights:
                 if id(weight) not in seen:
@@ -313,7 +314,7 @@ def save_patch_artifact(task_model, metadata: PatchMetadata, artifact_dir: str) 
                                    variables=_variable_manifest(task_model))
     staging = _staging_dir(artifact_dir)
     try:
-        checkpoint = tf.train.Checkpoint(**_saved_layers(task_model))
+        checkpoint = tf.train.Checkpoint(**task_trackables(task_model))
         checkpoint.write(os.path.join(staging, PATCH_VARIABLES_DIR, PATCH_CHECKPOINT_PREFIX))
         _write_json(os.path.join(staging, PATCH_METADATA_FILE), metadata.to_dict())
         _replace_directory(staging, artifact_dir)
@@ -361,7 +362,7 @@ def load_patch_artifact(artifact_dir: str, backbone, backbone_vocabulary: Vocabu
     task_model = build_task_model(base, task_config)
     if task_config.strategy in ("fine-all", "fine-last"):
         backbone.trainable = trainable_before  # these strategies work on their own copy
-    checkpoint = tf.train.Checkpoint(**_saved_layers(task_model))
+    checkpoint = tf.train.Checkpoint(**task_trackables(task_model))
     status = checkpoint.read(os.path.join(artifact_dir, PATCH_VARIABLES_DIR, PATCH_CHECKPOINT_PREFIX))
     try:
         status.assert_consumed()

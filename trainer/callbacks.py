@@ -117,6 +117,38 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StepTimer(keras.callbacks.Callback):
+    """Measures the wall time of each training step (batch), without the first of each ``fit``.
+
+    The first step includes tracing and is left out; ``median_seconds()`` is the median of the
+    rest (None if there were none), a robust per-step cost for throughput and step-time ratios.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.durations = []
+        self._start = None
+        self._first = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        if self._first:
+            self._first = False
+            return
+        self.durations.append(elapsed)
+
+    def median_seconds(self) -> Optional[float]:
+        """Median seconds per training step (first step excluded), or None."""
+        if not self.durations:
+            return None
+        ordered = sorted(self.durations)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
 class HistoryLog(keras.callbacks.Callback):
     """Appends one JSON line per finished epoch (epoch number, seconds, all logs) to a file.
 

@@ -185,7 +185,8 @@ def training_dataset(files: Union[str, Sequence[str]], batch_size: int, max_len:
 
     Each epoch's order depends only on ``(seed, epoch)``, never on how many epochs this process
     has already run, so a run resumed after an interruption sees exactly the batches the
-    uninterrupted run would have seen. Returns ``(dataset, steps_per_epoch)``: every epoch has
+    uninterrupted run would have seen (and iterating the dataset again gives the same batches).
+    Returns ``(dataset, steps_per_epoch)``: every epoch has
     ``steps_per_epoch`` batches (default: one pass, which needs ``num_examples``; a larger value
     repeats the epoch's data, reshuffled), ready for ``fit(steps_per_epoch=...)``.
     """
@@ -200,16 +201,28 @@ def training_dataset(files: Union[str, Sequence[str]], batch_size: int, max_len:
             raise DataError("there are no training examples")
         steps_per_epoch = -(-int(num_examples) // batch_size)
     files = expand_file_patterns(files)
+    batches_per_pass = None if num_examples is None else max(1, -(-int(num_examples) // batch_size))
 
-    def one_epoch(epoch: int):
-        # tf.data takes only Python seeds, so each epoch is its own pipeline, chained below.
-        epoch_seed = (int(seed) * 1_000_003 + epoch) % (2**31 - 1)
-        names = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=epoch_seed)
+    def one_pass(epoch: int, index: int):
+        # tf.data takes only Python seeds, so each pass is its own pipeline with its own seed, and
+        # no shuffle reshuffles per iteration: Keras may iterate a dataset more than once (it
+        # recreates the iterator when the cardinality equals steps_per_epoch).
+        pass_seed = (int(seed) * 1_000_003 + epoch * 1_009 + index) % (2**31 - 1)
+        names = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=pass_seed,
+                                                                  reshuffle_each_iteration=False)
         records = names.interleave(
             _plain(lambda path: tf.data.TFRecordDataset(path, compression_type=example_format.COMPRESSION)),
             cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        records = records.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
-        return records.batch(batch_size).repeat().take(steps_per_epoch)
+        return records.shuffle(shuffle_buffer, seed=pass_seed, reshuffle_each_iteration=False).batch(batch_size)
+
+    def one_epoch(epoch: int):
+        if batches_per_pass is None:  # unknown size: repeat one order until the epoch is full
+            return one_pass(epoch, 0).repeat().take(steps_per_epoch)
+        passes = [one_pass(epoch, index) for index in range(-(-steps_per_epoch // batches_per_pass))]
+        chained = passes[0]
+        for extra in passes[1:]:
+            chained = chained.concatenate(extra)
+        return chained.take(steps_per_epoch)
 
     epochs = list(range(first_epoch, max(first_epoch, last_epoch)))
     if not epochs:
@@ -254,3 +267,21 @@ def count_examples(files: Union[str, Sequence[str]]) -> int:
     files = expand_file_patterns(files)
     dataset = tf.data.TFRecordDataset(files, compression_type=example_format.COMPRESSION)
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1).numpy())
+
+
+def sequence_stats(files: Union[str, Sequence[str]], max_len: int) -> Dict[str, int]:
+    """One pass over TFRecord files: ``{"examples", "positions"}``, where positions counts the
+    items a model sees per epoch (each sequence truncated to its most recent ``max_len``)."""
+    import tensorflow as tf
+
+    files = expand_file_patterns(files)
+    spec = {example_format.ITEM_IDS: tf.io.RaggedFeature(tf.int64)}
+    dataset = tf.data.TFRecordDataset(files, compression_type=example_format.COMPRESSION).batch(1024)
+    dataset = dataset.map(_plain(lambda s: tf.minimum(tf.io.parse_example(s, spec)[example_format.ITEM_IDS]
+                                                      .row_lengths(), max_len)))
+    examples, positions = 0, 0
+    for lengths in dataset:
+        examples += int(lengths.shape[0])
+        positions += int(tf.reduce_sum(lengths))
+    return {"examples": examples, "positions": positions}
+

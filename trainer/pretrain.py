@@ -17,26 +17,18 @@ epochs in all. The vocabulary is checked: a config whose ``vocab_size`` disagree
 vocabulary, a resume with another vocabulary, or examples holding ids outside it fail clearly.
 """
 
-import contextlib
 import dataclasses
-import json
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from peterrec.components.vocabulary import Vocabulary, VocabularyError, VocabularyMismatchError
+from peterrec.components.vocabulary import Vocabulary, VocabularyMismatchError
 from peterrec.trainer.config import BackboneConfig
+from peterrec.trainer.loop import (HISTORY_FILE, METRICS_FILE, RunMismatchError, TrainingState,  # noqa: F401
+                                   check_or_write_run_config, load_vocabulary_of_kind, plain_metrics,
+                                   vocabulary_errors_explained, write_json)
 
 OBJECTIVES = ("next_item", "cloze")
 SOFTMAX_KINDS = ("full", "sampled")
-RUN_CONFIG_FILE = "run_config.json"
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.jsonl"
-
-
-class RunMismatchError(ValueError):
-    """``output_dir`` holds a run with another config or vocabulary: it cannot be resumed."""
-
-
 @dataclasses.dataclass
 class PretrainConfig:
     """Everything a pretraining run needs besides its data.
@@ -127,122 +119,6 @@ class PretrainConfig:
         return cls(**dict(data)).validate()
 
 
-# ----------------------------------------------------------------------------- shared loop helpers
-def load_item_vocabulary(path: str) -> Vocabulary:
-    """Loads the item vocabulary of a run (a folder holding vocabulary.json, or the file)."""
-    vocabulary = Vocabulary.load(path)
-    if vocabulary.kind != "item":
-        raise VocabularyError(f"{path} holds a {vocabulary.kind} vocabulary; pretraining needs the item vocabulary")
-    return vocabulary
-
-
-def check_or_write_run_config(output_dir: str, run_config: Dict[str, Any], keys: Sequence[str]) -> bool:
-    """Writes ``run_config.json`` for a new run; for an existing one checks ``keys`` agree.
-
-    Returns True if a previous run was found (so the caller resumes it).
-    """
-    import tensorflow as tf
-
-    path = os.path.join(output_dir, RUN_CONFIG_FILE)
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path, "r") as handle:
-            previous = json.load(handle)
-        for key in keys:
-            if previous.get(key) != run_config.get(key):
-                message = (f"{output_dir} holds a run with another {key} ({_short(previous.get(key))} vs "
-                           f"{_short(run_config.get(key))}); it cannot be resumed. Use a new output folder.")
-                if "fingerprint" in key:
-                    raise VocabularyMismatchError(message)
-                raise RunMismatchError(message)
-        return True
-    tf.io.gfile.makedirs(output_dir)
-    with tf.io.gfile.GFile(path, "w") as handle:
-        json.dump(run_config, handle, indent=2, sort_keys=True)
-    return False
-
-
-def _short(value) -> str:
-    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def write_json(path: str, data: Dict[str, Any]) -> None:
-    """Writes a JSON file (any filesystem TensorFlow reaches)."""
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(path, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-
-
-def plain_metrics(logs: Mapping[str, Any]) -> Dict[str, float]:
-    """Keras logs as plain floats."""
-    return {str(k): float(v) for k, v in logs.items()}
-
-
-@contextlib.contextmanager
-def vocabulary_errors_explained(vocabulary: Vocabulary):
-    """Turns the input pipeline's out-of-vocabulary assertion into a VocabularyMismatchError."""
-    import tensorflow as tf
-
-    try:
-        yield
-    except tf.errors.InvalidArgumentError as error:
-        if "another vocabulary" not in str(error):
-            raise
-        first_line = next((line for line in str(error).splitlines() if "another vocabulary" in line), str(error))
-        raise VocabularyMismatchError(
-            f"the examples do not fit the vocabulary {vocabulary.fingerprint[:16]}... ({len(vocabulary)} ids): "
-            f"{first_line.strip()}") from None
-
-
-class TrainingState:
-    """The resumable state of a loop: CheckpointManager of model + optimizer + epoch + early stopping.
-
-    ``trackables`` are the model parts to checkpoint (the variables that change, and any that
-    must come back identically); ``restore()`` returns the number of finished epochs.
-    """
-
-    def __init__(self, output_dir: str, trackables: Dict[str, Any], optimizer, monitor: str, patience: int,
-                 max_to_keep: int = 3):
-        import tensorflow as tf
-
-        from peterrec.trainer.callbacks import EarlyStoppingState
-
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.early_stopping = EarlyStoppingState(monitor, patience)
-        checkpoint = tf.train.Checkpoint(optimizer=optimizer, epoch=self.epoch,
-                                         early_stopping=self.early_stopping, **trackables)
-        directory = os.path.join(output_dir, "checkpoints")
-        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
-        self.best_manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(**trackables), os.path.join(directory, "best"), max_to_keep=1)
-        self._trackables = trackables
-
-    def restore(self) -> int:
-        """Restores the latest checkpoint if there is one; returns the finished epochs."""
-        latest = self.manager.latest_checkpoint
-        if latest is None:
-            return 0
-        self.manager.checkpoint.restore(latest).assert_existing_objects_matched()
-        return int(self.epoch.numpy())
-
-    def restore_best(self) -> bool:
-        """Loads the best epoch's weights (if a best checkpoint exists); returns whether it did."""
-        latest = self.best_manager.latest_checkpoint
-        if latest is None:
-            return False
-        self.best_manager.checkpoint.restore(latest).assert_existing_objects_matched()
-        return True
-
-    def callback(self, verbose: int = 1, early_stopping: bool = True):
-        """The EpochCheckpoint callback that saves this state after every epoch."""
-        from peterrec.trainer.callbacks import EpochCheckpoint
-
-        return EpochCheckpoint(self.manager, self.epoch, self.early_stopping if early_stopping else None,
-                               self.best_manager if early_stopping else None, verbose=1 if verbose else 0)
-
-
 # ----------------------------------------------------------------------------- pretraining
 def build_pretraining_model(backbone_config: BackboneConfig, vocabulary: Vocabulary, config: PretrainConfig):
     """A compiled PretrainingModel (backbone + objective + Adam) for the run."""
@@ -282,7 +158,7 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     skip_autograph_for_tf_keras()
     config.validate()
     keras.utils.set_random_seed(config.seed)
-    vocabulary = load_item_vocabulary(vocabulary_dir)
+    vocabulary = load_vocabulary_of_kind(vocabulary_dir, "item", "pretraining")
     backbone_config = config.resolved_backbone(vocabulary)
     run_config = {"kind": "pretrain", "config": config.to_dict(), "backbone_config": backbone_config.to_dict(),
                   "vocabulary_fingerprint": vocabulary.fingerprint}
@@ -298,7 +174,8 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
             except data.DataError:
                 eval_files = None
     options = {"vocab_size": len(vocabulary)}
-    num_train = data.count_examples(train_files)
+    train_stats = data.sequence_stats(train_files, config.max_len)
+    num_train = train_stats["examples"]
     evaluation = (data.dataset_from_files(eval_files, config.batch_size, config.max_len, **options)
                   if eval_files else None)
     early_stopping = evaluation is not None and config.early_stopping_patience > 0
@@ -322,6 +199,7 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
               f"{backbone.count_params()} parameters; output {output_dir}", flush=True)
 
     finished_early = bool(state.early_stopping.stopped.numpy())
+    timer = callbacks_lib.StepTimer()
     if initial_epoch < config.epochs and not finished_early:
         train, steps = data.training_dataset(
             train_files, config.batch_size, config.max_len, seed=config.seed, first_epoch=initial_epoch,
@@ -329,6 +207,7 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
             shuffle_buffer=config.shuffle_buffer, **options)
         fit_callbacks = [
             state.callback(config.verbose, early_stopping),
+            timer,
             callbacks_lib.HistoryLog(os.path.join(log_dir, HISTORY_FILE)),
             keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0, write_graph=False),
             callbacks_lib.hparams_callback(log_dir, run_config["config"], trial_id=os.path.basename(output_dir)),
@@ -360,7 +239,14 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
         "vocabulary_fingerprint": vocabulary.fingerprint,
         "parameters": int(backbone.count_params()),
         "train_examples": num_train,
+        "train_positions": train_stats["positions"],
     })
+    step_seconds = timer.median_seconds()
+    if step_seconds:
+        # Sequence positions per second: one pass's positions over one pass's steps, per step time.
+        steps_per_pass = -(-num_train // config.batch_size)
+        metrics["step_seconds"] = step_seconds
+        metrics["positions_per_second"] = train_stats["positions"] / (steps_per_pass * step_seconds)
     write_json(os.path.join(output_dir, METRICS_FILE), metrics)
     if config.verbose:
         shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}

@@ -1,0 +1,252 @@
+"""Fine-tuning one downstream task on a pretrained backbone export, by strategy.
+
+``finetune(backbone_dir, task_examples_dir, output_dir, config)`` loads the backbone export
+(frozen), builds the task model with ``build_task_model`` (peter-zero: on a freshly initialised
+backbone of the same config), trains it with Keras ``fit``, evaluates it (classification:
+accuracy and macro-F1; cold-start: HR@10, NDCG@10, MRR@5 by full ranking and with 100 sampled
+candidates), prints its trainable parameter count against fine-all's, and writes under
+``output_dir``::
+
+    run_config.json       config, backbone fingerprint, task vocabulary fingerprint
+    checkpoints/          a checkpoint per epoch (task variables, optimizer, epoch, early stopping)
+    logs/                 TensorBoard train/ and validation/ scalars, hparams/, history.jsonl
+    patch/                the patch artifact (ARCHITECTURE.md contract 4), unless patch_dir
+    metrics.json          final metrics (test split if there is one, else eval), sizes, counts
+
+An interrupted run resumes from its last checkpoint, like pretraining.
+"""
+
+import dataclasses
+import os
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from peterrec.components.vocabulary import Vocabulary
+from peterrec.trainer.config import TaskConfig
+from peterrec.trainer.loop import (HISTORY_FILE, METRICS_FILE, TrainingState, check_or_write_run_config,
+                                   load_vocabulary_of_kind, plain_metrics, vocabulary_errors_explained,
+                                   write_json)
+
+DEFAULT_MONITORS = {"classification": "val_accuracy", "cold_start": "val_mrr@5"}
+TASK_VOCABULARY_KINDS = {"classification": "label", "cold_start": "target"}
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs besides the backbone and the task's examples.
+
+    task: the TaskConfig (name, kind, strategy, read-out, adapter, ...). With
+    ``task_vocabulary`` (the label or target vocabulary folder), ``task.num_outputs`` is set to
+    its size. item_vocabulary: the item vocabulary the task examples were built with; checked
+    against the backbone's. monitor: eval metric for early stopping and the best epoch (default
+    val_accuracy / val_mrr@5). Other fields as in PretrainConfig.
+    """
+
+    task: TaskConfig
+    batch_size: int = 64
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 3
+    monitor: Optional[str] = None
+    restore_best: bool = True
+    seed: int = 0
+    max_len: int = 50
+    max_targets: Optional[int] = None
+    steps_per_epoch: Optional[int] = None
+    shuffle_buffer: int = 10_000
+    max_checkpoints: int = 2
+    task_vocabulary: Optional[str] = None
+    item_vocabulary: Optional[str] = None
+    verbose: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.task, Mapping):
+            self.task = TaskConfig.from_dict(self.task)
+
+    @property
+    def resolved_monitor(self) -> str:
+        """The monitored metric (the default of the task kind unless set)."""
+        return self.monitor or DEFAULT_MONITORS[self.task.kind]
+
+    def validate(self) -> "FinetuneConfig":
+        """Raises ValueError with a clear message if a value is out of range; returns self."""
+        def check(condition, message):
+            if not condition:
+                raise ValueError(message)
+
+        self.task.validate()
+        check(int(self.batch_size) >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(int(self.epochs) >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(float(self.learning_rate) > 0, f"learning_rate must be positive, got {self.learning_rate}")
+        check(int(self.max_len) >= 1, f"max_len must be >= 1, got {self.max_len}")
+        check(int(self.early_stopping_patience) >= 0, "early_stopping_patience must be >= 0")
+        check(self.max_targets is None or int(self.max_targets) >= 1, "max_targets must be >= 1")
+        check(self.steps_per_epoch is None or int(self.steps_per_epoch) >= 1, "steps_per_epoch must be >= 1")
+        check(int(self.max_checkpoints) >= 1, "max_checkpoints must be >= 1")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-friendly dict (the task config nested)."""
+        data = dataclasses.asdict(self)
+        data["task"] = self.task.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FinetuneConfig":
+        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"FinetuneConfig: unknown keys {unknown}; expected some of {sorted(names)}")
+        return cls(**dict(data)).validate()
+
+
+def _resolve_task(config: FinetuneConfig, item_vocabulary: Vocabulary):
+    """-> (task config with num_outputs from the task vocabulary, task vocabulary or None)."""
+    task = config.task
+    if config.item_vocabulary:
+        examples_vocabulary = load_vocabulary_of_kind(config.item_vocabulary, "item", "the task examples")
+        examples_vocabulary.check(item_vocabulary.fingerprint, what=f"task {task.name!r} examples vs the backbone")
+    if not config.task_vocabulary:
+        return task, None
+    kind = TASK_VOCABULARY_KINDS[task.kind]
+    task_vocabulary = load_vocabulary_of_kind(config.task_vocabulary, kind, f"a {task.kind} task")
+    if task.num_outputs != len(task_vocabulary):
+        if config.verbose:
+            print(f"finetune: num_outputs {task.num_outputs} -> {len(task_vocabulary)} (size of the {kind} "
+                  "vocabulary)", flush=True)
+        task = dataclasses.replace(task, num_outputs=len(task_vocabulary))
+    return task.validate(), task_vocabulary
+
+
+def _split_files(data_module, task_examples_dir: Optional[str], split: str, given):
+    if given is not None:
+        return given
+    if task_examples_dir is None:
+        return None
+    try:
+        return data_module.split_files(task_examples_dir, split)
+    except data_module.DataError:
+        return None
+
+
+def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: str, config: FinetuneConfig,
+             train_files: Optional[Sequence[str]] = None, eval_files: Optional[Sequence[str]] = None,
+             test_files: Optional[Sequence[str]] = None, patch_dir: Optional[str] = None,
+             callbacks: Sequence = ()) -> Dict[str, Any]:
+    """Fine-tunes ``config.task`` on the backbone export and writes its patch artifact.
+
+    task_examples_dir: an Examples folder with Split-train/ (Split-eval/ for early stopping,
+    Split-test/ for the final metrics), or give the file lists directly (TFX style).
+    Returns the metrics written to metrics.json.
+    """
+    import tf_keras as keras
+
+    from peterrec.trainer import artifacts, data
+    from peterrec.trainer import callbacks as callbacks_lib
+    from peterrec.trainer.runtime import skip_autograph_for_tf_keras
+    from peterrec.trainer.strategies import fresh_backbone_like
+    from peterrec.trainer.task_model import build_task_model
+
+    skip_autograph_for_tf_keras()
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    backbone, backbone_config, item_vocabulary = artifacts.load_backbone(backbone_dir, trainable=False)
+    backbone_fingerprint = artifacts.read_backbone_metadata(backbone_dir)["fingerprint"]
+    task, task_vocabulary = _resolve_task(config, item_vocabulary)
+    run_config = {"kind": "finetune", "config": {**config.to_dict(), "task": task.to_dict()},
+                  "task_config": task.to_dict(), "backbone_fingerprint": backbone_fingerprint,
+                  "vocabulary_fingerprint": item_vocabulary.fingerprint,
+                  "task_vocabulary_fingerprint": task_vocabulary.fingerprint if task_vocabulary else None}
+    check_or_write_run_config(output_dir, run_config, ["backbone_fingerprint", "vocabulary_fingerprint",
+                                                       "task_vocabulary_fingerprint", "task_config"])
+
+    train_files = _split_files(data, task_examples_dir, "train", train_files)
+    if train_files is None:
+        raise data.DataError("no training examples: give task_examples_dir with Split-train/ or train_files")
+    eval_files = _split_files(data, task_examples_dir, "eval", eval_files)
+    test_files = _split_files(data, task_examples_dir, "test", test_files)
+    options = {"vocab_size": len(item_vocabulary), "num_outputs": task.num_outputs,
+               "max_targets": config.max_targets}
+    num_train = data.count_examples(train_files)
+
+    def evaluation_data(files):
+        return data.dataset_from_files(files, config.batch_size, config.max_len, kind=task.kind, **options)
+
+    evaluation = evaluation_data(eval_files) if eval_files else None
+    early_stopping = evaluation is not None and config.early_stopping_patience > 0
+
+    base = fresh_backbone_like(backbone) if task.strategy == "peter-zero" else backbone
+    target_counts = None
+    if task.kind == "cold_start" and task_vocabulary is not None:
+        target_counts = [float(task_vocabulary.count_of(i)) for i in range(len(task_vocabulary))]
+    model = build_task_model(base, task, target_counts=target_counts)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
+    report = model.parameter_report()
+    state = TrainingState(output_dir, artifacts.task_trackables(model), model.optimizer, config.resolved_monitor,
+                          config.early_stopping_patience, config.max_checkpoints)
+    initial_epoch = state.restore()
+    if config.verbose:
+        action = f"resuming after epoch {initial_epoch}" if initial_epoch else "starting"
+        print(f"finetune {task.name!r} ({task.kind}, {task.strategy}): {action}; {num_train} training examples; "
+              f"trainable parameters {report['trainable_params']:,} = {report['trainable_percent']:.2f}% of "
+              f"fine-all's {report['fine_all_params']:,}", flush=True)
+
+    log_dir = os.path.join(output_dir, "logs")
+    timer = callbacks_lib.StepTimer()
+    finished_early = bool(state.early_stopping.stopped.numpy())
+    if initial_epoch < config.epochs and not finished_early:
+        train, steps = data.training_dataset(
+            train_files, config.batch_size, config.max_len, kind=task.kind, seed=config.seed,
+            first_epoch=initial_epoch, last_epoch=config.epochs, num_examples=num_train,
+            steps_per_epoch=config.steps_per_epoch, shuffle_buffer=config.shuffle_buffer, **options)
+        fit_callbacks = [
+            state.callback(config.verbose, early_stopping), timer,
+            callbacks_lib.HistoryLog(os.path.join(log_dir, HISTORY_FILE)),
+            keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0, write_graph=False),
+            callbacks_lib.hparams_callback(log_dir, run_config["config"], trial_id=os.path.basename(output_dir)),
+            *callbacks,
+        ]
+        with vocabulary_errors_explained(item_vocabulary):
+            model.fit(train, validation_data=evaluation, epochs=config.epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=steps, callbacks=fit_callbacks, verbose=config.verbose)
+    elif config.verbose:
+        print(f"finetune {task.name!r}: nothing left to train ({initial_epoch} epochs done)", flush=True)
+    restored_best = early_stopping and config.restore_best and state.restore_best()
+
+    results: Dict[str, Dict[str, float]] = {}
+    with vocabulary_errors_explained(item_vocabulary):
+        for split, files in (("eval", eval_files), ("test", test_files)):
+            if files:
+                results[split] = plain_metrics(model.evaluate(evaluation_data(files), return_dict=True, verbose=0))
+    final_split = "test" if "test" in results else ("eval" if "eval" in results else None)
+    summary = state.early_stopping.summary()
+    metrics: Dict[str, Any] = dict(results.get(final_split, {}))
+    metrics.update({
+        "split": final_split, "splits": results, "task": task.name, "kind": task.kind, "strategy": task.strategy,
+        **report,
+        "epochs_completed": int(state.epoch.numpy()),
+        "best_epoch": summary["best_epoch"] if early_stopping else int(state.epoch.numpy()),
+        "stopped_early": summary["stopped_early"], "restored_best": bool(restored_best),
+        "train_examples": num_train, "step_seconds": timer.median_seconds(),
+    })
+
+    patch_dir = patch_dir or os.path.join(output_dir, "patch")
+    metadata = artifacts.PatchMetadata(
+        task_name=task.name, kind=task.kind, strategy=task.strategy, backbone_fingerprint=backbone_fingerprint,
+        task_config=task.to_dict(),
+        label_vocabulary=task_vocabulary.to_json_dict() if task_vocabulary and task.kind == "classification" else None,
+        target_vocabulary=task_vocabulary.to_json_dict() if task_vocabulary and task.kind == "cold_start" else None,
+        metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
+        trainable_params=report["trainable_params"], fine_all_params=report["fine_all_params"],
+        item_vocabulary_fingerprint=item_vocabulary.fingerprint, backbone_config=backbone_config.to_dict())
+    artifacts.save_patch_artifact(model, metadata, patch_dir)
+    metrics.update({"patch_dir": patch_dir, "patch_bytes": artifacts.directory_size(patch_dir),
+                    "backbone_bytes": artifacts.directory_size(backbone_dir)})
+    write_json(os.path.join(output_dir, METRICS_FILE), metrics)
+    if config.verbose:
+        shown = {k: round(v, 4) for k, v in results.get(final_split, {}).items()}
+        print(f"finetune {task.name!r}: {final_split or 'no eval'} metrics {shown}; trainable "
+              f"{report['trainable_params']:,} ({report['trainable_percent']:.2f}% of fine-all); patch "
+              f"{metrics['patch_bytes']:,} bytes vs backbone {metrics['backbone_bytes']:,} bytes -> {patch_dir}",
+              flush=True)
+    return metrics
