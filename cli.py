@@ -15,6 +15,7 @@ _ROOM_CLIS = (
     "peterrec.components.cli",
     "peterrec.trainer.cli",
     "peterrec.serving.cli",
+    "peterrec.serving.export_cli",
     "peterrec.pipeline.cli",
 )
 
