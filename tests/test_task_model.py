@@ -195,3 +195,16 @@ def test_iak_adds_a_warmed_up_kl_term_only_in_training():
     assert float(adapter.current_beta()) == pytest.approx(0.5)
     a, b = model(batch, training=False).numpy(), model(batch, training=False).numpy()
     np.testing.assert_array_equal(a, b)       # z = mu at inference: deterministic
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("readout", ["tcl", "mean", "tcl+mean"])
+def test_task_outputs_do_not_depend_on_the_amount_of_left_padding(causal, readout):
+    backbone = _backbone(causal)
+    model = build_task_model(backbone, TaskConfig("t", num_outputs=3, strategy="peterrec-parallel", readout=readout))
+    for w in model.patches.trainable_weights:          # non-trivial patches
+        w.assign_add(tf.random.stateless_normal(w.shape, seed=[1, 2]) * 0.3)
+    sequence = [5, 9, 17, 4, 23]
+    logits = [model(tf.constant([[ids.PAD_ID] * pad + sequence], tf.int32)).numpy()[0] for pad in (0, 3, 20)]
+    np.testing.assert_allclose(logits[1], logits[0], atol=1e-5)
+    np.testing.assert_allclose(logits[2], logits[0], atol=1e-5)
