@@ -2,6 +2,9 @@
 
     python benchmarks/ingest.py --movielens ../shared/data/ml-1m [--max-len 50] [--beam-arg=--direct_num_workers=2]
 
+It also runs Beam's in-memory DirectRunner (``--no-in-memory`` skips it), which shows how
+much of the default multi-processing run is worker start-up.
+
 Both implementations read MovieLens-1M ``ratings.dat``, order each user's ratings by
 timestamp (ties by line), keep the most recent ``max_len``, build the frequency-sorted item
 vocabulary, split users by the hash of their id and write GZIP TFRecords of the same
@@ -21,6 +24,7 @@ import tempfile
 import time
 
 HERE = os.path.abspath(__file__)
+KINDS = ("beam", "beam-in-memory", "pandas")
 
 
 # ----------------------------------------------------------------------------- the two workers
@@ -94,12 +98,14 @@ def worker(kind: str, movielens: str, out: str, max_len: int, beam_args, result_
     """Runs one implementation after its imports and writes {read, seconds} to result_path."""
     import peterrec  # noqa: F401
 
-    if kind == "beam":
-        import apache_beam  # noqa: F401  (imports are not part of the measured work)
+    if kind == "pandas":
+        import pandas  # noqa: F401  (imports are not part of the measured work)
     else:
-        import pandas  # noqa: F401
+        import apache_beam  # noqa: F401
+    if kind == "beam-in-memory":
+        beam_args = list(beam_args) + ["--direct_running_mode=in_memory"]
     started = time.perf_counter()
-    read = beam_ingest(movielens, out, max_len, beam_args) if kind == "beam" else pandas_ingest(movielens, out, max_len)
+    read = pandas_ingest(movielens, out, max_len) if kind == "pandas" else beam_ingest(movielens, out, max_len, beam_args)
     seconds = time.perf_counter() - started
     import resource
 
@@ -172,7 +178,9 @@ def compare_outputs(beam_out: str, pandas_out: str):
 
 
 def format_table(results, equal: bool, users: int, same_vocabulary: bool) -> str:
-    """The printed table: throughput and peak memory of both, and the ratios."""
+    """The printed table: throughput and peak memory of each run, and the ratios."""
+    from peterrec.components.beam_options import available_cpus
+
     rows = [("implementation", "interactions", "work s", "interactions/s", "wall s", "peak RSS MB (procs)",
              "largest proc MB")]
     for r in results:
@@ -183,12 +191,14 @@ def format_table(results, equal: bool, users: int, same_vocabulary: bool) -> str
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    beam, pandas = results
+    beam, pandas = results[0], results[-1]
     lines.append("")
     lines.append(f"throughput ratio beam/pandas: {(beam['read'] / beam['seconds']) / (pandas['read'] / pandas['seconds']):.2f}"
                  f"   peak memory ratio beam/pandas: {beam['peak_rss'] / pandas['peak_rss']:.2f}")
-    lines.append(f"same sequences, splits and timestamps for all {users:,} users: {'yes' if equal else 'NO'}; "
-                 f"same vocabulary: {'yes' if same_vocabulary else 'NO'}")
+    lines.append(f"beam = DirectRunner, multi_processing over {available_cpus()} workers (the default); "
+                 "beam-in-memory = one process, no worker start-up")
+    lines.append(f"every Beam output has the same sequences, splits and timestamps as pandas for all {users:,} "
+                 f"users: {'yes' if equal else 'NO'}; same vocabulary: {'yes' if same_vocabulary else 'NO'}")
     return "\n".join(lines)
 
 
@@ -198,7 +208,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--workdir", default=None, help="where outputs go (default: a temporary folder)")
     parser.add_argument("--beam-arg", action="append", default=[], help="Beam option passed through (with '=')")
-    parser.add_argument("--worker", choices=("beam", "pandas"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-in-memory", action="store_true",
+                        help="skip the extra run of Beam's in-memory DirectRunner (no worker processes)")
+    parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -207,16 +219,23 @@ def main(argv=None) -> int:
         return 0
     if not os.path.exists(os.path.join(args.movielens, "ratings.dat")):
         raise SystemExit(f"{args.movielens} has no ratings.dat (pass the ml-1m folder)")
+    from peterrec.components.beam_options import available_cpus
+
     workdir = args.workdir or tempfile.mkdtemp(prefix="peterrec-bench-ingest-")
-    print(f"benchmarking ingestion of {args.movielens} (max_len {args.max_len}) on {os.cpu_count()} CPUs; "
+    print(f"benchmarking ingestion of {args.movielens} (max_len {args.max_len}) on {available_cpus()} CPUs; "
           f"outputs in {workdir}", flush=True)
     results = []
-    for kind in ("beam", "pandas"):
+    for kind in KINDS:
+        if kind == "beam-in-memory" and args.no_in_memory:
+            continue
         print(f"running {kind}...", flush=True)
         results.append(measure(kind, args, workdir))
-    equal, users, same_vocabulary = compare_outputs(results[0]["out"], results[1]["out"])
+    pandas_out = results[-1]["out"]
+    checks = [compare_outputs(r["out"], pandas_out) for r in results[:-1]]
+    equal = all(c[0] for c in checks)
+    same_vocabulary = all(c[2] for c in checks)
     print()
-    print(format_table(results, equal, users, same_vocabulary))
+    print(format_table(results, equal, checks[0][1], same_vocabulary))
     return 0 if equal and same_vocabulary else 1
 
 
