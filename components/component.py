@@ -18,8 +18,13 @@
   counts are custom properties of ``examples`` and ``rejects``; the vocabulary's kind,
   size and fingerprint are custom properties of ``vocabulary``.
 
-``TaskExampleGen`` builds a fine-tuning task's examples over that item vocabulary;
-see its docstring.
+``TaskExampleGen`` builds a fine-tuning task's examples over that item vocabulary
+(its node id defaults to ``TaskExampleGen_<task_name>``, so one per task fits in a
+pipeline); see its docstring.
+
+Both components carry ``SourceFingerprintDriver``: local and Beam orchestrators add a
+``source_fingerprint`` of the source files to the cache key, so new data under the same
+path runs again (Kubeflow V2 ignores custom drivers: there the cache key is the config).
 
 Both run on Beam: ``beam_pipeline_args`` of the pipeline (or
 ``.with_beam_pipeline_args``) reach the ingestion unchanged.
