@@ -1,0 +1,12 @@
+"""The TFX pipeline of peterrec: ingestion, validation, pretraining, per-task fine-tuning,
+evaluation against a baseline, assembly of one multi-task serving model, push.
+
+- ``peterrec.pipeline.config``: the one validated config file (JSON or YAML);
+- ``peterrec.pipeline.components``: TaskEvaluator, ServingModelAssembler and the
+  serving Pusher's executor, plus the strict ExampleValidator executor;
+- ``peterrec.pipeline.pipeline``: ``create_pipeline(config, pipeline_root, ...)``;
+- ``peterrec.pipeline.local_runner`` / ``kubeflow_runner``: run it locally or compile it;
+- ``peterrec.pipeline.cli``: ``peterrec run | compile | tensorboard | demo``.
+
+Nothing here is imported by the other rooms.
+"""
