@@ -95,7 +95,11 @@ def test_hparams_and_projector_files(tmp_path):
     model = _tiny_model()
     model.fit(np.ones((4, 2)), np.zeros(4), epochs=1, verbose=0,
               callbacks=[callbacks.hparams_callback(str(tmp_path), {"lr": 0.01, "name": "t"})])
-    assert tf.io.gfile.glob(str(tmp_path / "hparams" / "events.out.tfevents.*"))
+    events = tf.io.gfile.glob(str(tmp_path / "events.out.tfevents.*"))
+    assert events
+    tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(path)
+            for value in event.summary.value}
+    assert "_hparams_/session_start_info" in tags
 
     tokens = ["<pad>", "tab\there", "item9"]
     embeddings = np.arange(12, dtype=np.float32).reshape(3, 4)

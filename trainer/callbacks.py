@@ -198,10 +198,14 @@ def flatten_hparams(config: Mapping, prefix: str = "") -> Dict[str, object]:
 
 
 def hparams_callback(log_dir: str, config: Mapping, trial_id: Optional[str] = None) -> keras.callbacks.Callback:
-    """TensorBoard HParams plugin callback logging the run's flattened config."""
+    """TensorBoard HParams plugin callback logging the run's flattened config.
+
+    Written to the same ``log_dir`` as Keras' TensorBoard callback, so the HParams dashboard
+    finds the run's ``train/`` and ``validation/`` scalars under the same session.
+    """
     from tensorboard.plugins.hparams import api as hp
 
-    return hp.KerasCallback(os.path.join(log_dir, "hparams"), flatten_hparams(config), trial_id=trial_id)
+    return hp.KerasCallback(log_dir, flatten_hparams(config), trial_id=trial_id)
 
 
 def write_embedding_projector(log_dir: str, embeddings, tokens: Sequence[str], name: str = "item_embedding") -> str:

@@ -9,7 +9,7 @@ candidates), prints its trainable parameter count against fine-all's, and writes
 
     run_config.json       config, backbone fingerprint, task vocabulary fingerprint
     checkpoints/          a checkpoint per epoch (task variables, optimizer, epoch, early stopping)
-    logs/                 TensorBoard train/ and validation/ scalars, hparams/, history.jsonl
+    logs/                 TensorBoard train/ and validation/ scalars, the hparams session, history.jsonl
     patch/                the patch artifact (ARCHITECTURE.md contract 4), unless patch_dir
     metrics.json          final metrics (test split if there is one, else eval), sizes, counts
 

@@ -6,7 +6,7 @@
     run_config.json       the config, vocabulary fingerprint and backbone config of the run
     checkpoints/          a checkpoint per epoch (model, optimizer, epoch, early-stopping state)
     checkpoints/best/     the weights of the best epoch on the monitored eval metric
-    logs/                 TensorBoard: train/ and validation/ scalars, hparams/, projector/
+    logs/                 TensorBoard: train/ and validation/ scalars, the hparams session, projector/
     logs/history.jsonl    one line per epoch
     export/               the backbone export (ARCHITECTURE.md contract 3), unless export_dir
     metrics.json          the final evaluation
