@@ -225,6 +225,7 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     if evaluation is not None:
         with vocabulary_errors_explained(vocabulary):
             metrics.update(plain_metrics(model.evaluate(evaluation, return_dict=True, verbose=0)))
+    evaluated = {k: round(v, 4) for k, v in metrics.items()}
     callbacks_lib.write_embedding_projector(log_dir, backbone.embedding.embeddings, vocabulary.all_tokens())
     export_dir = export_dir or os.path.join(output_dir, "export")
     artifacts.export_backbone(backbone, backbone_config, vocabulary, export_dir)
@@ -249,7 +250,6 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
         metrics["positions_per_second"] = train_stats["positions"] / (steps_per_pass * step_seconds)
     write_json(os.path.join(output_dir, METRICS_FILE), metrics)
     if config.verbose:
-        shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
-        print(f"pretrain: done after {metrics['epochs_completed']} epochs; eval {shown}; backbone exported to "
+        print(f"pretrain: done after {metrics['epochs_completed']} epochs; eval {evaluated}; backbone exported to "
               f"{export_dir}", flush=True)
     return metrics
