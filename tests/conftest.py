@@ -16,9 +16,13 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread_per_op():
-    """Limits TensorFlow to one thread per op (as TFX's tests do)."""
+    """Limits TensorFlow to one thread per op (as TFX's tests do) and sets up AutoGraph."""
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(1)
+    # As pretrain()/finetune() do: keep AutoGraph from re-converting tf-keras' own loops.
+    from peterrec.trainer.runtime import skip_autograph_for_tf_keras
+
+    skip_autograph_for_tf_keras()
     yield
