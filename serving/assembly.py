@@ -28,10 +28,23 @@ and reserved tokens map to UNK; each row keeps its most recent ``max_len`` items
 re-laid out LEFT-padded, as the model was trained (``peterrec.trainer.data``). The backbone
 ignores padding, so the answer for a row never depends on how much padding it carries.
 
+How the SavedModel stays small as tasks are added:
+
+- variables: ``backbone_variables`` (the shared backbone, once) and ``task_weights[<task>]``: each
+  task's own variables (patches, LN2 copies, [TCL], head) packed into one flat variable per dtype,
+  so a task adds its patch's bytes and one or two checkpoint entries;
+- graphs: tasks of the same structure (same config apart from the name, same weight shapes) share
+  ONE traced forward function that takes the task's weights as inputs (a template task's Keras
+  layers are traced with their weights swapped for those inputs); a task's signature only unpacks
+  its weights, calls it and turns logits into outputs. ``embed`` and ``next_items`` share the
+  pretrained forward and every signature shares the item-id function. The graph grows with the
+  number of task structures, not of tasks.
+
 Strategies that own backbone weights (fine-all, fine-last, peter-zero) keep their own copy in
 the SavedModel: they are served, but cost what a separate model costs.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -150,10 +163,18 @@ def load_served_tasks(task_arguments: Sequence[str], backbone, vocabulary, finge
                 "the backbone it was trained on, or fine-tune the task again on this backbone")
         seen[name] = directory
         model, metadata = artifacts.load_patch_artifact(directory, backbone, vocabulary)
-        names, reserved = _output_names(model.config, metadata, model.head, directory)
-        tasks.append(ServedTask(name, metadata.kind, model, metadata, names, reserved, os.path.abspath(directory)))
-        log(f"  task {name}: {metadata.kind}, {metadata.strategy}, {len(names)} outputs ({directory})")
+        task = served_task(model, metadata, os.path.abspath(directory), name)
+        tasks.append(task)
+        log(f"  task {name}: {metadata.kind}, {metadata.strategy}, {len(task.output_names)} outputs ({directory})")
+        if metadata.vocabulary() is None:
+            log(f"  warning: {directory} records no label/target vocabulary: its outputs are served as ids")
     return tasks
+
+
+def served_task(model, metadata: artifacts.PatchMetadata, source: str = "", name: Optional[str] = None) -> ServedTask:
+    """A ServedTask of a TaskModel already on the backbone (``name`` defaults to the task's name)."""
+    names, reserved = _output_names(model.config, metadata, model.head, source or metadata.task_name)
+    return ServedTask(name or metadata.task_name, metadata.kind, model, metadata, names, reserved, source)
 
 
 # ----------------------------------------------------------------------------------- the module
@@ -188,11 +209,15 @@ class _WeightSlots:
     """
 
     def __init__(self, task: ServedTask, shared_ids):
+        self.task_name = task.name
         model = task.model
         own = list(model.task_variables())
-        if model.backbone is not None and all(id(v) not in shared_ids for v in model.backbone.weights):
-            own += list(model.backbone.weights)  # fine-all / fine-last copies, peter-zero's backbone
-        own_ids = {id(v) for v in own}
+        if all(id(v) not in shared_ids for v in model.backbone.weights):
+            # fine-all / fine-last run on their own copy, peter-zero on its own untrained backbone
+            own += list(model.backbone.weights)
+        # the pretraining output layer of a task's own backbone copy is never used by the task
+        scorer = {id(v) for v in model.backbone.output_layer.weights}
+        own_ids = {id(v) for v in own if id(v) not in scorer}
         self.modules = [model] + list(model.submodules)
         self.slots: List[Tuple[int, str, int]] = []
         self.variables: List[tf.Variable] = []
@@ -210,20 +235,21 @@ class _WeightSlots:
                     tuple((i, type(self.modules[i]).__name__, a, p) for i, a, p in self.slots),
                     tuple((tuple(v.shape.as_list()), v.dtype.name) for v in self.variables))
 
+    @contextlib.contextmanager
     def swapped_in(self, values):
-        """Context: the slots hold ``values`` (tensors) instead of the variables while tracing."""
-        slots = self
+        """While tracing, the slots hold ``values`` (tensors) instead of the variables.
 
-        class _Swap:
-            def __enter__(self):
-                for index, attribute, position in slots.slots:
-                    object.__setattr__(slots.modules[index], attribute, values[position])
-
-            def __exit__(self, *exc):
-                for index, attribute, position in slots.slots:
-                    object.__setattr__(slots.modules[index], attribute, slots.variables[position])
-
-        return _Swap()
+        ``object.__setattr__`` bypasses Keras' attribute tracking, so nothing else changes; a
+        layer that read a weight some other way would capture the variable itself, which
+        ``ServingModule`` detects after tracing.
+        """
+        try:
+            for index, attribute, position in self.slots:
+                object.__setattr__(self.modules[index], attribute, values[position])
+            yield
+        finally:
+            for index, attribute, position in self.slots:
+                object.__setattr__(self.modules[index], attribute, self.variables[position])
 
 
 class _PackedWeights:
@@ -245,13 +271,16 @@ class _PackedWeights:
             self.variables.append(tf.Variable(flat, dtype=dtype_name, trainable=False,
                                               name=f"{name}_weights_{dtype_name}"))
 
-    def unpack(self) -> List[tf.Tensor]:
-        """The task's variable values as tensors, in slot order."""
+    def specs(self) -> List[tf.TensorSpec]:
+        """The TensorSpecs of the packed variables (one flat vector per dtype)."""
+        return [tf.TensorSpec(v.shape, v.dtype) for v in self.variables]
+
+    def unpack(self, packed: Sequence[tf.Tensor]) -> List[tf.Tensor]:
+        """The weights as tensors in slot order, from the packed vectors (of this or an equal layout)."""
         values: List[Optional[tf.Tensor]] = [None] * len(self.shapes)
-        for dtype_name, packed in zip(self.order, self.variables):
+        for dtype_name, flat in zip(self.order, packed):
             members = [i for i, d in enumerate(self.dtypes) if d.name == dtype_name]
-            sizes = [int(np.prod(self.shapes[i])) for i in members]
-            pieces = tf.split(tf.convert_to_tensor(packed), sizes)
+            pieces = tf.split(flat, [int(np.prod(self.shapes[i])) for i in members])
             for i, piece in zip(members, pieces):
                 values[i] = tf.reshape(piece, self.shapes[i])
         return values
@@ -272,14 +301,15 @@ class ServingModule(tf.Module):
     """
 
     def __init__(self, backbone, vocabulary, tasks: Sequence[ServedTask], vocabulary_tsv: str, vocabulary_json: str,
-                 max_len: int = DEFAULT_MAX_LEN, top_k: int = signatures.DEFAULT_TOP_K):
+                 max_len: int = DEFAULT_MAX_LEN, top_k: int = signatures.DEFAULT_TOP_K,
+                 backbone_signatures: bool = True):
         super().__init__(name="peterrec_serving")
         if int(max_len) < 1 or int(top_k) < 1:
             raise AssemblyError(f"max_len and top_k must be >= 1, got {max_len} and {top_k}")
         # Held outside tf.Module's attribute tracking: saving must not serialise the Keras objects
         # (that would trace every layer and store their graphs); only their values are saved.
         self._models = _Untracked(backbone=backbone, tasks=list(tasks), functions={}, slots={}, templates={},
-                                  packed={})
+                                  packed={}, backbone_signatures=bool(backbone_signatures))
         self.max_len = int(max_len)
         self.top_k = int(top_k)
         self.num_items = len(vocabulary.tokens)
@@ -297,8 +327,12 @@ class ServingModule(tf.Module):
             self._models.slots[task.name] = slots
             self._models.templates.setdefault(slots.key, slots)
             self._models.packed[task.name] = _PackedWeights(task.name, slots.variables)
-        self.backbone_variables = list(backbone.weights)
         self.task_weights = {name: list(packed.variables) for name, packed in self._models.packed.items()}
+
+    @property
+    def serves_backbone_signatures(self) -> bool:
+        """Whether ``embed`` and ``next_items`` are served."""
+        return self._models.backbone_signatures
 
     # ---- inputs -------------------------------------------------------------------------
     def left_padded_ids(self, items, keep: Optional[int] = None):
@@ -323,18 +357,23 @@ class ServingModule(tf.Module):
         """One tf.function per key, traced once and called (as a function call) by every signature."""
         functions = self._models.functions
         if key not in functions:
+            # The runtime inlines it into each caller when it instantiates a signature: that costs
+            # memory per signature, but less than a "_noinline" call (measured: ~10 vs ~16 MB per
+            # task signature of an 8-block d=64 backbone), and the SavedModel holds it once.
             functions[key] = tf.function(python_function, input_signature=input_signature, autograph=False)
         return functions[key]
 
     def _ids(self, items, keep: Optional[int] = None):
         keep = self.max_len if keep is None else int(keep)
         spec = [tf.TensorSpec([None, None], tf.string)]
-        return self._shared(("ids", keep), lambda batch: self.left_padded_ids(batch, keep), spec)(items)
+        item_ids = self._shared(("ids", keep), lambda batch: self.left_padded_ids(batch, keep), spec)(items)
+        return tf.ensure_shape(item_ids, [None, None])
 
     def _pretrained_hidden(self, item_ids):
         spec = [tf.TensorSpec([None, None], tf.int32)]
-        return self._shared(("pretrained",), lambda batch: self._models.backbone(batch, training=False),
-                            spec)(item_ids)
+        hidden = self._shared(("pretrained",), lambda batch: self._models.backbone(batch, training=False),
+                              spec)(item_ids)
+        return tf.ensure_shape(hidden, [None, None, int(self._models.backbone.embedding_dim)])
 
     # ---- signature bodies ---------------------------------------------------------------
     def embed(self, items):
@@ -361,18 +400,20 @@ class ServingModule(tf.Module):
 
     def task_logits(self, task: ServedTask, item_ids):
         """The task's logits [B, num_outputs] for left-padded ids: the shared forward of its
-        structure, fed with the task's own (unpacked) weights."""
+        structure, fed with the task's own packed weights (unpacked inside the shared forward)."""
         slots = self._models.slots[task.name]
         template = self._models.templates[slots.key]
-        spec = [tf.TensorSpec([None, None], tf.int32),
-                [tf.TensorSpec(v.shape, v.dtype) for v in template.variables]]
+        layout = self._models.packed[template.task_name]
+        spec = [tf.TensorSpec([None, None], tf.int32), layout.specs()]
 
-        def forward(batch, values):
-            with template.swapped_in(values):
+        def forward(batch, packed):
+            with template.swapped_in(layout.unpack(packed)):
                 return template.modules[0](batch, training=False)
 
         shared = self._shared(("forward",) + slots.key, forward, spec)
-        return shared(item_ids, self._models.packed[task.name].unpack())
+        logits = shared(item_ids, [tf.convert_to_tensor(v) for v in self._models.packed[task.name].variables])
+        # The call's static output shape is not recorded with it: restate it for the optimisers.
+        return tf.ensure_shape(logits, [None, int(task.model.config.num_outputs)])
 
     def task(self, task: ServedTask, items):
         """A task's outputs from its logits."""
@@ -394,12 +435,18 @@ class ServingModule(tf.Module):
         """{signature name: concrete function} for every task, ``embed`` and ``next_items``."""
         spec = tf.TensorSpec([None, None], tf.string, name=signatures.INPUT_ITEMS)
         bodies = {task.name: self._task_body(task) for task in self._models.tasks}
-        bodies[signatures.EMBED_SIGNATURE] = self.embed
-        bodies[signatures.NEXT_ITEMS_SIGNATURE] = self.next_items
+        if self._models.backbone_signatures:
+            bodies[signatures.EMBED_SIGNATURE] = self.embed
+            bodies[signatures.NEXT_ITEMS_SIGNATURE] = self.next_items
+        if not bodies:
+            raise AssemblyError("nothing to serve: no task and no backbone signature")
         # autograph=False: these bodies have no data-dependent Python control flow.
         concrete = {name: tf.function(body, input_signature=[spec], autograph=False).get_concrete_function()
                     for name, body in bodies.items()}
         self._check_captures(concrete)
+        # The backbone's variables that some signature reads (all of them once next_items is served).
+        captured = {id(v) for function in concrete.values() for v in function.variables}
+        self.backbone_variables = [v for v in self._models.backbone.weights if id(v) in captured]
         return concrete
 
     def _task_body(self, task: ServedTask):
@@ -412,7 +459,7 @@ class ServingModule(tf.Module):
         """Each signature may read only the backbone's variables and its own task's weights: a
         Keras variable read directly would mean the weight swap missed it (and a task read
         another task's weights)."""
-        allowed = {id(v) for v in self.backbone_variables}
+        allowed = {id(v) for v in self._models.backbone.weights}
         for name, function in concrete.items():
             own = allowed | {id(v) for v in self.task_weights.get(name, [])}
             stray = [v.name for v in function.variables if id(v) not in own]
@@ -537,9 +584,11 @@ def task_entries(module: ServingModule, tasks: Sequence[ServedTask], backbone) -
         else:
             entries[task.name] = signatures.task_entry(task.kind, top_k=task.top_k(module.top_k),
                                                        num_targets=len(task.output_names), **common)
-    entries[signatures.EMBED_SIGNATURE] = signatures.task_entry(signatures.KIND_EMBED, dim=int(backbone.embedding_dim))
-    entries[signatures.NEXT_ITEMS_SIGNATURE] = signatures.task_entry(
-        signatures.KIND_NEXT_ITEMS, top_k=min(module.top_k, module.num_items))
+    if module.serves_backbone_signatures:
+        entries[signatures.EMBED_SIGNATURE] = signatures.task_entry(signatures.KIND_EMBED,
+                                                                    dim=int(backbone.embedding_dim))
+        entries[signatures.NEXT_ITEMS_SIGNATURE] = signatures.task_entry(
+            signatures.KIND_NEXT_ITEMS, top_k=min(module.top_k, module.num_items))
     return entries
 
 
@@ -550,13 +599,17 @@ def warmup_rows(vocabulary) -> List[List[str]]:
 
 
 def build_serving_module(backbone, vocabulary, tasks: Sequence[ServedTask], asset_dir: str,
-                         max_len: int = DEFAULT_MAX_LEN, top_k: int = signatures.DEFAULT_TOP_K):
+                         max_len: int = DEFAULT_MAX_LEN, top_k: int = signatures.DEFAULT_TOP_K,
+                         backbone_signatures: bool = True):
     """(ServingModule, {signature: concrete function}) for tasks already loaded on ``backbone``.
 
     ``asset_dir`` receives the vocabulary assets; it must exist until the module is saved.
+    ``backbone_signatures=False`` leaves out ``embed`` and ``next_items`` (not the contract: for
+    comparisons such as a single fine-tuned model served on its own).
     """
     tsv, vocabulary_json = write_vocabulary_assets(vocabulary, asset_dir)
-    module = ServingModule(backbone, vocabulary, tasks, tsv, vocabulary_json, max_len=max_len, top_k=top_k)
+    module = ServingModule(backbone, vocabulary, tasks, tsv, vocabulary_json, max_len=max_len, top_k=top_k,
+                           backbone_signatures=backbone_signatures)
     return module, module.signature_functions()
 
 

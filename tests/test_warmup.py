@@ -51,7 +51,7 @@ def version_dir(tmp_path_factory):
     backbone = random_artifacts.build_backbone(vocabulary, embedding_dim=4, dilations=(1, 2))
     model, metadata = random_artifacts.build_task(backbone, vocabulary, random_artifacts.TaskSpec(
         "genre", "classification", "fine-cls", "mean", num_classes=3))
-    task = assembly.ServedTask("genre", "classification", model, metadata, metadata.vocabulary().all_tokens(), 0, root)
+    task = assembly.served_task(model, metadata)
     module, concrete = assembly.build_serving_module(backbone, vocabulary, [task], os.path.join(root, "assets"))
     _, path = assembly.save_version(module, concrete, os.path.join(root, "models", "peterrec"),
                                     assembly.task_entries(module, [task], backbone), assembly.warmup_rows(vocabulary))
