@@ -7,6 +7,7 @@ Bazel's JUnit XML file, pytest's temporary directories to the test's TEST_TMPDIR
 """
 
 import os
+import resource
 import sys
 
 
@@ -56,6 +57,13 @@ def pytest_args(test_files):
     return args
 
 
+def cpu_seconds():
+    """CPU time of this process and its finished subprocesses, user plus system."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main(argv):
     """Runs pytest and returns the exit status Bazel should see."""
     if not argv:
@@ -68,6 +76,9 @@ def main(argv):
     import pytest
 
     status = pytest.main(pytest_args(argv))
+    # Unlike wall time, this does not depend on how busy the machine is: it is what
+    # decides whether a module belongs in the "heavy" list of tests/BUILD.
+    print(f"pytest_main: {cpu_seconds():.1f} s of CPU for {' '.join(argv)}")
     if status == pytest.ExitCode.NO_TESTS_COLLECTED:
         # A module whose tests are all marked slow has nothing to run by default.
         print(f"pytest_main: no test selected in {' '.join(argv)}; nothing to run")
