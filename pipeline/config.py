@@ -100,6 +100,11 @@ def _check_keys(data: Any, allowed: Sequence[str], where: str, field: str,
     return dict(data)
 
 
+def _absolute(path: str) -> str:
+    """An absolute local path; remote URIs (``gs://...``) are left as they are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def _join(field: str, key: str) -> str:
     return f"{field}.{key}" if field else key
 
@@ -122,7 +127,7 @@ class DataConfig:
 
     def resolved_data_dir(self, pipeline_root: str) -> str:
         """The folder of the synthetic data set (``data_dir`` or ``PIPELINE_ROOT/data``)."""
-        return os.path.abspath(self.data_dir or os.path.join(pipeline_root, "data"))
+        return _absolute(self.data_dir or os.path.join(pipeline_root, "data"))
 
     def source(self, pipeline_root: str) -> Tuple[str, str]:
         """``(source_format, source_path)`` of the interactions."""
@@ -198,7 +203,7 @@ class ServingSpec:
 
     def resolved_model_base(self, pipeline_root: str) -> str:
         """``model_base`` or ``PIPELINE_ROOT/serving/MODEL_NAME`` (TF Serving's base path)."""
-        return os.path.abspath(self.model_base or os.path.join(pipeline_root, "serving", self.model_name))
+        return _absolute(self.model_base or os.path.join(pipeline_root, "serving", self.model_name))
 
 
 @dataclasses.dataclass
@@ -364,8 +369,11 @@ def _parse_pretrain(pretrain: Any, where: str) -> Dict[str, Any]:
     if "backbone" in pretrain:
         from peterrec.trainer.config import BackboneConfig
 
-        _check_keys(pretrain["backbone"], [f.name for f in dataclasses.fields(BackboneConfig)], where,
-                    "pretrain.backbone")
+        backbone = _check_keys(pretrain["backbone"], [f.name for f in dataclasses.fields(BackboneConfig)], where,
+                               "pretrain.backbone")
+        # vocab_size 0 means "the vocabulary's size", known only at run time: check the rest now.
+        probe = {**backbone, "vocab_size": backbone.get("vocab_size") or 1000}
+        _validated(lambda: BackboneConfig.from_dict(probe), where, "pretrain.backbone")
     _validated(lambda: PretrainConfig.from_dict(copy.deepcopy(pretrain)), where, "pretrain")
     return pretrain
 

@@ -1,7 +1,8 @@
 """``create_pipeline``: the whole PeterRec pipeline as one TFX pipeline.
 
     SequenceExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
-      -> Trainer_pretrain (pretrain_run_fn; waits for the validator, which stops the run on anomalies)
+      -> Trainer_pretrain (pretrain_run_fn; it and the TaskExampleGens wait for the validator,
+         which stops the run on anomalies)
       -> for each task: TaskExampleGen_<task> -> Trainer_<task> (finetune_run_fn, base_model =
          the pretrained backbone, strategy from the config) -> TaskEvaluator_<task> (blessing)
       -> ServingModelAssembler (backbone + blessed patches: one multi-signature SavedModel)
@@ -151,6 +152,7 @@ def create_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
             threshold=(parameter(THRESHOLD_PARAMETER.format(task=task.name), _json(task.threshold.to_dict()))
                        or task.threshold),
             max_len=max_len)
+        task_examples.add_upstream_node(validator)  # task data only from validated data
         components += [task_examples, trainer, evaluator]
         patches[task.name] = trainer.outputs["model"]
         blessings[task.name] = evaluator.outputs["blessing"]

@@ -51,13 +51,60 @@ def tensorboard_argv(logdir: str, port: int, host: str = "127.0.0.1", reload_int
             "--reload_interval", str(reload_interval), "--load_fast", "false"]
 
 
+def ensure_pkg_resources() -> None:
+    """Makes ``import pkg_resources`` work for TensorBoard 2.16 when setuptools no longer has it.
+
+    TensorBoard 2.16 imports ``pkg_resources`` for two things only: plugin entry points and
+    ``parse_version``. setuptools 81 and later dropped the module; this stand-in provides those
+    two from the standard library (``importlib.metadata``) and ``packaging``. With a setuptools
+    that still ships ``pkg_resources`` nothing changes.
+    """
+    try:
+        import pkg_resources  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+        return
+    except ImportError:
+        pass
+    import importlib.metadata
+    import types
+
+    def iter_entry_points(group: str, name: Optional[str] = None):
+        for entry_point in importlib.metadata.entry_points().select(group=group):
+            if name is None or entry_point.name == name:
+                entry_point.resolve = entry_point.load  # what TensorBoard calls
+                yield entry_point
+
+    def parse_version(version: str):
+        from packaging.version import Version
+
+        return Version(version)
+
+    module = types.ModuleType("pkg_resources")
+    module.__doc__ = "peterrec's stand-in for the parts of pkg_resources TensorBoard 2.16 uses."
+    module.iter_entry_points = iter_entry_points
+    module.parse_version = parse_version
+    sys.modules["pkg_resources"] = module
+
+
 def serve_forever(logdir: str, port: int = 6006, host: str = "127.0.0.1") -> int:
     """Serves ``logdir`` in this process until interrupted (the ``peterrec tensorboard`` command)."""
+    ensure_pkg_resources()
     from tensorboard import program
 
     board = program.TensorBoard()
     board.configure(argv=[sys.argv[0], *tensorboard_argv(logdir, port, host)])
     return int(board.main() or 0)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m peterrec.pipeline.tensorboard --logdir D --port P [--host H]`` (what the child runs)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="TensorBoard over peterrec training runs")
+    parser.add_argument("--logdir", required=True)
+    parser.add_argument("--port", type=int, default=6006)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    return serve_forever(args.logdir, args.port, args.host)
 
 
 class TensorBoardError(RuntimeError):
@@ -82,8 +129,8 @@ class TensorBoardProcess:
 
     def start(self) -> "TensorBoardProcess":
         """Starts TensorBoard and waits until its HTTP API answers."""
-        command = [sys.executable, "-m", "tensorboard.main", *tensorboard_argv(self.logdir, self.port, self.host,
-                                                                               reload_interval=1.0)]
+        command = [sys.executable, "-m", "peterrec.pipeline.tensorboard", "--logdir", self.logdir,
+                   "--port", str(self.port), "--host", self.host]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -145,3 +192,7 @@ class TensorBoardProcess:
                 return tags
             time.sleep(0.5)
         raise TensorBoardError(f"no scalars for runs {list(runs) or 'any'} after {timeout:.0f} s; loaded: {tags}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
