@@ -35,6 +35,9 @@ def _quiet_logs() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    # Multi-processing DirectRunner workers relay their start-up warnings about options they
+    # ignore ("Discarding unparseable args") through the job service: noise for a user.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
 
 def _fail(error: Exception) -> int:
