@@ -17,7 +17,8 @@ PeterRec serial patches, [TCL] read-out; no training: serving figures do not dep
     The shared model also serves ``embed`` and ``next_items`` (its pretraining output layer, 0.95 MB,
     is on disk and in memory), so its figures are on the pessimistic side.
 (c) the server's overhead: the same signature called in-process on the loaded SavedModel against
-    gRPC (and REST) at concurrency 1.
+    gRPC (and REST) requests to the server, one at a time, interleaved call by call so that all
+    three see the same load from anything else running on the machine.
 
 How the separate models are written: per kind of task, one is exported with
 ``tf.saved_model.save`` (``peterrec.serving.assembly``); the others copy its graph
@@ -98,10 +99,9 @@ class ServerHandle:
                                         stderr=self._log_file, text=True, env=env)
         self.psutil_process = psutil.Process(self.process.pid)
         self.timeout = timeout
-        imported = self._wait("imported")
+        self._wait("imported")
         self.rss_imported = self.rss()
         ready = self._wait("ready")
-        del imported
         self.grpc, self.rest, self.load_s = ready["grpc"], ready["rest"], ready["load_s"]
 
     def _wait(self, event: str) -> dict:
@@ -289,48 +289,51 @@ def grpc_load(target: str, requests: list, concurrency: int, total: int) -> dict
     return summary(latencies, wall, failures[0])
 
 
-def rest_load(url: str, rows, signature: str, total: int) -> dict:
-    """``total`` sequential REST predict calls."""
+def overhead(version_dir: str, grpc_target: str, rest_url: str, rows, signature: str, total: int) -> Dict[str, dict]:
+    """The same requests three ways, INTERLEAVED so that all three see the same machine load:
+    the signature called in this process on the loaded SavedModel (numpy in, numpy out), gRPC
+    Predict and REST predict to the server, one at a time. Returns a summary per way (req/s =
+    requests per second of summed latency)."""
     import urllib.request
 
-    bodies = [json.dumps({"signature_name": signature, "inputs": {"items": [row]}}).encode() for row in rows]
-    endpoint = f"{url}/v1/models/{MODEL}:predict"
-
-    def call(body):
-        request = urllib.request.Request(endpoint, data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            answer.read()
-
-    for body in bodies[:4]:
-        call(body)
-    latencies = []
-    started = time.perf_counter()
-    for step in range(total):
-        begin = time.perf_counter()
-        call(bodies[step % len(bodies)])
-        latencies.append(time.perf_counter() - begin)
-    return summary(latencies, time.perf_counter() - started)
-
-
-def in_process(version_dir: str, rows, signature: str, total: int) -> dict:
-    """The signature called in this process on the loaded SavedModel (numpy in, numpy out)."""
+    import grpc
     import numpy as np
     import tensorflow as tf
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from peterrec.serving import signatures, tensors
 
     function = tf.saved_model.load(version_dir).signatures[signature]
     arrays = [tensors.string_array(signatures.pad_item_rows([row])) for row in rows]
-    for array in arrays[:4]:
-        function(items=tf.constant(array))
-    latencies = []
-    started = time.perf_counter()
-    for step in range(total):
-        begin = time.perf_counter()
+    requests = predict_requests(rows, signature)
+    bodies = [json.dumps({"signature_name": signature, "inputs": {"items": [row]}}).encode() for row in rows]
+    endpoint = f"{rest_url}/v1/models/{MODEL}:predict"
+    channel = grpc.insecure_channel(grpc_target)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+    def local(step):
         outputs = function(items=tf.constant(arrays[step % len(arrays)]))
-        {key: np.asarray(value) for key, value in outputs.items()}
-        latencies.append(time.perf_counter() - begin)
-    return summary(latencies, time.perf_counter() - started)
+        return {key: np.asarray(value) for key, value in outputs.items()}
+
+    def remote(step):
+        return stub.Predict(requests[step % len(requests)], timeout=120)
+
+    def rest(step):
+        request = urllib.request.Request(endpoint, data=bodies[step % len(bodies)],
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.read()
+
+    ways = {"in-process": local, "grpc": remote, "rest": rest}
+    latencies: Dict[str, List[float]] = {name: [] for name in ways}
+    for step in range(-4, total):  # 4 warm-up rounds
+        for name, call in ways.items():
+            begin = time.perf_counter()
+            call(step)
+            if step >= 0:
+                latencies[name].append(time.perf_counter() - begin)
+    channel.close()
+    return {name: summary(values, sum(values)) for name, values in latencies.items()}
 
 
 # =============================================================================== the table
@@ -447,17 +450,15 @@ def run(args) -> int:
                 figures = grpc_load(latency_server.grpc, requests, concurrency, total)
                 table.append(latency_row("a", f"gRPC Predict {signature} ({what}), {most}-task model, "
                                          f"concurrency {concurrency}", figures))
-                if signature == "t0" and concurrency == 1:
-                    grpc_single = figures
-        total = max(10, int(args.requests_scale * 150))
-        rest_single = rest_load(latency_server.rest, rows, "t0", total)
-        latency_server.stop()
         timings["latency (a)"] = time.perf_counter() - tick
 
-        # ---- (c) in-process ---------------------------------------------------------------
+        # ---- (c) the server's overhead ----------------------------------------------------
         tick = time.perf_counter()
-        local = in_process(shared_paths[counts[0]], rows, "t0", total)
-        timings["in-process (c)"] = time.perf_counter() - tick
+        total = max(10, int(args.requests_scale * 150))
+        _log(f"in-process vs gRPC vs REST, interleaved: {total} requests each")
+        ways = overhead(shared_paths[counts[0]], latency_server.grpc, latency_server.rest, rows, "t0", total)
+        latency_server.stop()
+        timings["overhead (c)"] = time.perf_counter() - tick
 
         for count in counts:
             table.append(["b", f"{count} task(s): ONE shared model (backbone once + patches), load {shared_load[count]:.0f} s",
@@ -473,13 +474,13 @@ def run(args) -> int:
                       _mb(artifacts_disk), "", ""])
         table.append(["b", "(server process with TensorFlow imported, no model)", "", "", "", "",
                       _mb(baseline_rss), ""])
+        local = ways["in-process"]
         table.append(latency_row("c", "t0 called in-process on the loaded SavedModel (numpy in/out)", local))
-        table.append(latency_row("c", "gRPC Predict t0, concurrency 1 (from (a))", grpc_single,
-                                 f"overhead +{grpc_single['p50_ms'] - local['p50_ms']:.2f} ms p50 "
-                                 f"({grpc_single['p50_ms'] / local['p50_ms']:.1f}x)"))
-        table.append(latency_row("c", "REST predict t0, concurrency 1", rest_single,
-                                 f"overhead +{rest_single['p50_ms'] - local['p50_ms']:.2f} ms p50 "
-                                 f"({rest_single['p50_ms'] / local['p50_ms']:.1f}x)"))
+        for name, label in (("grpc", "gRPC Predict"), ("rest", "REST predict")):
+            figures = ways[name]
+            table.append(latency_row("c", f"{label} t0 to the server, one at a time (interleaved with the above)",
+                                     figures, f"server overhead {figures['p50_ms'] - local['p50_ms']:+.2f} ms p50 "
+                                     f"({figures['p50_ms'] / local['p50_ms']:.2f}x)"))
         print(render(table))
         elapsed = time.perf_counter() - started
         print(f"\nbackbone: {args.items} items, d={args.dim}, {args.blocks} blocks; tasks alternate classification "
