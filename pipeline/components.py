@@ -639,7 +639,9 @@ class ServingPusherExecutor(pusher_executor.Executor):
     ``models.config`` (and, when missing, the batching and monitoring files) beside the model
     base is updated (``peterrec.serving.serving_files``). ``custom_config``
     ``{"version_label": "canary"}`` points that label at the new version. Remote destinations
-    (``gs://``...) get TFX's own copy (saved_model.pb last) with the next integer version.
+    (``gs://``...) get TFX's own copy (saved_model.pb last) with the next integer version;
+    there ``models.config`` is not written (keep it with the server, e.g. the ConfigMap of
+    ``deploy/kubernetes/tf-serving.yaml``).
     """
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],

@@ -8,7 +8,7 @@
 writes a ``PipelineJob`` JSON (the KFP ``pipeline_spec`` plus the runtime config) that the KFP
 client or Vertex AI submits. Every component runs in the pipeline image (``deploy/Dockerfile``)
 through TFX's ``kubeflow_v2_run_executor``. The settings a run may change are runtime
-parameters with the config's values as defaults (``peterrec.pipeline.pipeline.RUNTIME_PARAMETERS``):
+parameters with the config's values as defaults (``peterrec.pipeline.pipeline.runtime_parameter_names``):
 ``ingest_config``, ``pretrain_config``, ``push_destination`` and, per task,
 ``task_config_<task>``, ``finetune_config_<task>`` and ``threshold_<task>``.
 

@@ -11,7 +11,7 @@
 Node ids are stable (``Trainer_pretrain``, ``Trainer_<task>``, ``TaskEvaluator_<task>``, ...),
 so the metadata store, the cache and the compiled Kubeflow spec name every step the same way.
 With ``runtime_parameters=True`` (the Kubeflow runner) the settings a run may change become
-``RuntimeParameter``s whose defaults come from the config (see ``RUNTIME_PARAMETERS``).
+``RuntimeParameter``s whose defaults come from the config (see ``runtime_parameter_names``).
 """
 
 import copy
