@@ -23,6 +23,7 @@ import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from peterrec.components import beam_options
 from peterrec.pipeline import config as config_lib
 from peterrec.pipeline import metadata
 
@@ -147,6 +148,11 @@ def run(config: config_lib.PipelineConfig, pipeline_root: str, beam_pipeline_arg
     os.makedirs(pipeline_root, exist_ok=True)
     config_lib.prepare_data(config, pipeline_root, log=log)
     model_base = os.path.abspath(model_base or config.serving.resolved_model_base(pipeline_root))
+    # Every Beam component (TFX's StatisticsGen too) runs as peterrec's own components do by
+    # default: the DirectRunner, multi-processing on every core (in memory under the tests).
+    given = list(config.beam_pipeline_args) + list(beam_pipeline_args or ())
+    beam_pipeline_args = list(beam_pipeline_args or ()) + beam_options.default_direct_args(given)
+    log(f"Beam: {beam_options.describe(given)}")
     pipeline = create_pipeline(config, pipeline_root, metadata.connection_config(pipeline_root),
                                beam_pipeline_args=beam_pipeline_args, enable_cache=enable_cache,
                                model_base=model_base, **pipeline_options)

@@ -115,7 +115,7 @@ def create_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
 
     ingest_json = config_to_json(config.ingest_config(pipeline_root))
     gen = SequenceExampleGen(ingest_config=parameter(INGEST_CONFIG_PARAMETER, ingest_json) or ingest_json)
-    statistics = tfx.components.StatisticsGen(examples=gen.outputs["examples"])
+    statistics = pc.LocalStatisticsGen(examples=gen.outputs["examples"]).with_id("StatisticsGen")
     if config.data.schema_path:
         schema = tfx.components.ImportSchemaGen(schema_file=config.data.schema_path)
     else:
