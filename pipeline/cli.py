@@ -76,7 +76,7 @@ def _run(args) -> int:
         config = _config(args)
     except config_lib.ConfigError as error:
         return _fail(error)
-    root = args.pipeline_root or os.path.join("pipeline-runs", config.pipeline_name)
+    root = args.pipeline_root or os.path.join("runs", config.pipeline_name)
     result = local_runner.run(config, root, beam_pipeline_args=args.beam_arg,
                               enable_cache=False if args.no_cache else None, model_base=args.model_base)
     if result.pushed_version is not None:
@@ -134,7 +134,7 @@ def register(subparsers) -> None:
     run = subparsers.add_parser("run", help="run the pipeline locally (LocalDagRunner, SQLite metadata)")
     run.add_argument("--config", default=None, help="the pipeline config, JSON or YAML (default: the embedded one)")
     run.add_argument("--pipeline-root", default=None,
-                     help="artifacts and metadata.sqlite go here (default pipeline-runs/PIPELINE_NAME)")
+                     help="artifacts and metadata.sqlite go here (default runs/PIPELINE_NAME)")
     run.add_argument("--model-base", default=None,
                      help="TF Serving model base to push to (default PIPELINE_ROOT/serving/MODEL_NAME)")
     run.add_argument("--beam-arg", action="append", default=[], metavar="--FLAG=VALUE",
