@@ -122,6 +122,19 @@ def patch_dir_of(model_artifact: types.Artifact) -> str:
                           "fine-tuned model")
 
 
+def local_copy(path: str, work_dir: str) -> str:
+    """``path`` itself when local; otherwise a copy of the folder (``gs://``...) under ``work_dir``.
+
+    The serving assembly and parts of the artifact loaders use local file APIs; artifacts on
+    Kubeflow live in object storage, and backbones and patches are small enough to copy.
+    """
+    if "://" not in path:
+        return path
+    target = os.path.join(work_dir, f"{len(os.listdir(work_dir))}-{os.path.basename(path.rstrip('/'))}")
+    io_utils.copy_dir(path, target)
+    return target
+
+
 def _write_text(path: str, text: str) -> None:
     fileio.makedirs(os.path.dirname(path))
     with fileio.open(path, "w") as handle:
@@ -425,10 +438,14 @@ class TaskEvaluatorExecutor(base_executor.BaseExecutor):
         if threshold.split not in splits:
             raise BlessingError(f"task {task_name!r}: the examples have no split {threshold.split!r} "
                                 f"(they have {splits}); set tasks[].threshold.split")
-        backbone_dir = backbone_dir_of(_single(input_dict[BASE_MODEL_KEY], BASE_MODEL_KEY))
-        patch_dir = patch_dir_of(_single(input_dict[MODEL_KEY], MODEL_KEY))
-        backbone, _, vocabulary = artifacts.load_backbone(backbone_dir)
-        task_model, metadata = artifacts.load_patch_artifact(patch_dir, backbone, vocabulary)
+        work = tempfile.mkdtemp(prefix="peterrec-evaluate-")
+        try:
+            backbone_dir = local_copy(backbone_dir_of(_single(input_dict[BASE_MODEL_KEY], BASE_MODEL_KEY)), work)
+            patch_dir = local_copy(patch_dir_of(_single(input_dict[MODEL_KEY], MODEL_KEY)), work)
+            backbone, _, vocabulary = artifacts.load_backbone(backbone_dir)
+            task_model, metadata = artifacts.load_patch_artifact(patch_dir, backbone, vocabulary)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         if metadata.kind != kind:
             raise BlessingError(f"task {task_name!r} is configured as {kind} but its patch artifact is "
                                 f"{metadata.kind}")
@@ -554,12 +571,15 @@ class ServingModelAssemblerExecutor(base_executor.BaseExecutor):
             _write_text(os.path.join(output_model.uri, ASSEMBLY_FILE), json.dumps(summary, indent=2))
             print(f"assemble: nothing to serve ({reason})", flush=True)
             return
-        task_arguments = [f"{name}={patch_dir_of(_single(input_dict[PATCH_PREFIX + name], PATCH_PREFIX + name))}"
-                          for name in blessed]
         work = tempfile.mkdtemp(prefix="peterrec-assembly-")
         try:
+            inputs = os.path.join(work, "inputs")
+            os.makedirs(inputs)
+            task_arguments = [
+                f"{name}={local_copy(patch_dir_of(_single(input_dict[PATCH_PREFIX + name], PATCH_PREFIX + name)), inputs)}"
+                for name in blessed]
             result = assembly.export_serving_model(
-                backbone_dir, task_arguments, os.path.join(work, model_name),
+                local_copy(backbone_dir, inputs), task_arguments, os.path.join(work, model_name),
                 top_k=int(exec_properties[TOP_K_KEY]), max_len=int(exec_properties[MAX_LEN_KEY]),
                 write_serving_files=False, log=lambda message: logging.info("assembly: %s", message))
             serving_dir = os.path.join(output_model.uri, "Format-Serving")

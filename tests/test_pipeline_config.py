@@ -185,14 +185,3 @@ def test_component_ids_and_runtime_parameters_cover_every_task():
         assert {f"task_config_{task}", f"finetune_config_{task}", f"threshold_{task}"} <= set(
             pipeline.runtime_parameter_names(config))
     assert len(ids) == len(set(ids)) == 5 + 3 * 3 + 2
-
-
-def test_blessing_decision():
-    from peterrec.pipeline.components import decide_blessing
-
-    threshold = config_lib.ThresholdConfig(metric="accuracy", baseline="majority", min_lift=0.05)
-    assert decide_blessing(0.80, 0.70, threshold)[0]
-    blessed, reason = decide_blessing(0.74, 0.70, threshold)
-    assert not blessed and "does not beat the majority baseline 0.7000" in reason
-    floor = config_lib.ThresholdConfig(metric="hr@10", baseline="none", min_value=0.3)
-    assert decide_blessing(0.31, None, floor)[0] and not decide_blessing(0.29, None, floor)[0]

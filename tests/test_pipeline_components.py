@@ -1,0 +1,120 @@
+"""The pipeline's components at unit level: the blessing decision and its marks, the anomaly
+report, the assembler's per-task inputs, the run_fn's vocabulary inputs, and local copies of
+remote artifacts."""
+
+import os
+
+import pytest
+
+from peterrec.pipeline import config as config_lib
+
+
+def test_blessing_needs_the_metric_above_baseline_plus_lift_and_the_floor():
+    from peterrec.pipeline.components import decide_blessing
+
+    threshold = config_lib.ThresholdConfig(metric="accuracy", baseline="majority", min_lift=0.05)
+    assert decide_blessing(0.80, 0.70, threshold)[0]
+    blessed, reason = decide_blessing(0.74, 0.70, threshold)
+    assert not blessed and "does not beat the majority baseline 0.7000 + min_lift 0.05" in reason
+    assert not decide_blessing(0.70, 0.70, config_lib.ThresholdConfig("accuracy", "majority"))[0], \
+        "equal to the baseline is not better"
+    floor = config_lib.ThresholdConfig(metric="hr@10", baseline="none", min_value=0.3)
+    assert decide_blessing(0.31, None, floor)[0] and not decide_blessing(0.29, None, floor)[0]
+
+
+def test_blessing_marks_follow_tfx_conventions(tmp_path):
+    from tfx.types import standard_artifacts
+
+    from peterrec.pipeline.components import is_blessed, write_blessing
+
+    for blessed, mark in ((True, "BLESSED"), (False, "NOT_BLESSED")):
+        artifact = standard_artifacts.ModelBlessing()
+        artifact.uri = str(tmp_path / mark)
+        write_blessing(artifact, blessed, "why", {"task_name": "gender", "value": 0.5, "tasks": ["a"]})
+        assert is_blessed(artifact) is blessed
+        assert os.listdir(artifact.uri) == [mark]
+        assert artifact.get_string_custom_property("reason") == "why"
+        assert artifact.get_float_custom_property("value") == 0.5
+        assert artifact.get_string_custom_property("tasks") == '["a"]'
+
+
+def test_anomalies_are_described_per_split_and_feature():
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    from peterrec.pipeline.components import describe_anomalies
+
+    anomalies = anomalies_pb2.Anomalies()
+    info = anomalies.anomaly_info["timestamps"]
+    reason = info.reason.add()
+    reason.short_description = "Out-of-range values"
+    reason.description = "Unexpectedly small value: 12."
+    clean = anomalies_pb2.Anomalies()
+    assert describe_anomalies({"train": anomalies, "eval": clean}) == [
+        "split 'train': feature 'timestamps': Out-of-range values (Unexpectedly small value: 12.)"]
+
+
+def test_the_assembler_has_a_patch_and_a_blessing_input_per_task():
+    from tfx.types import Channel, standard_artifacts
+
+    from peterrec.pipeline.components import ServingModelAssembler
+
+    def channels(kind, names):
+        return {name: Channel(type=kind) for name in names}
+
+    assembler = ServingModelAssembler(
+        backbone=Channel(type=standard_artifacts.Model), patches=channels(standard_artifacts.Model, ["a", "b"]),
+        blessings=channels(standard_artifacts.ModelBlessing, ["a", "b"]), model_name="m", top_k=3, max_len=8)
+    assert isinstance(assembler, ServingModelAssembler) and assembler.id == "ServingModelAssembler"
+    assert sorted(assembler.inputs) == ["backbone", "blessing_a", "blessing_b", "patch_a", "patch_b"]
+    assert assembler.exec_properties["task_names"] == '["a", "b"]'
+    with pytest.raises(ValueError, match="must name the same tasks"):
+        ServingModelAssembler(backbone=Channel(type=standard_artifacts.Model),
+                              patches=channels(standard_artifacts.Model, ["a"]),
+                              blessings=channels(standard_artifacts.ModelBlessing, ["b"]),
+                              model_name="m", top_k=3, max_len=8)
+    with pytest.raises(ValueError, match="at least one task"):
+        ServingModelAssembler(backbone=Channel(type=standard_artifacts.Model), patches={}, blessings={},
+                              model_name="m", top_k=3, max_len=8)
+
+
+def test_the_trainer_hands_vocabulary_folders_to_the_run_fn(tmp_path):
+    from tfx.types import standard_artifacts
+
+    from peterrec.components.artifact_types import Vocabulary
+    from peterrec.pipeline.components import PeterRecTrainerExecutor
+
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    examples.split_names = '["train", "eval"]'
+    vocabularies = {}
+    for key in ("item_vocabulary", "task_vocabulary"):
+        vocabularies[key] = Vocabulary()
+        vocabularies[key].uri = str(tmp_path / key)
+    model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+    model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
+    fn_args = PeterRecTrainerExecutor()._GetFnArgs(  # pylint: disable=protected-access
+        {"examples": [examples], **{k: [v] for k, v in vocabularies.items()}},
+        {"model": [model], "model_run": [model_run]},
+        {"train_args": '{"splits": ["train"]}', "eval_args": '{"splits": ["eval"]}',
+         "custom_config": '{"finetune": {"epochs": 1}}'})
+    assert fn_args.custom_config == {"finetune": {"epochs": 1}, "item_vocabulary": str(tmp_path / "item_vocabulary"),
+                                     "task_vocabulary": str(tmp_path / "task_vocabulary")}
+    assert fn_args.serving_model_dir == str(tmp_path / "model" / "Format-Serving")
+
+
+def test_remote_artifacts_are_copied_to_a_local_folder(tmp_path):
+    import tensorflow as tf
+
+    from peterrec.pipeline.components import local_copy
+
+    remote = "ram://peterrec-test-local-copy/patch"
+    tf.io.gfile.makedirs(remote + "/variables")
+    for name, text in (("metadata.json", "{}"), ("variables/task.index", "i")):
+        with tf.io.gfile.GFile(f"{remote}/{name}", "w") as handle:
+            handle.write(text)
+    local = local_copy(remote, str(tmp_path))
+    assert local.startswith(str(tmp_path))
+    assert sorted(os.listdir(local)) == ["metadata.json", "variables"]
+    with open(os.path.join(local, "variables", "task.index"), encoding="utf-8") as handle:
+        assert handle.read() == "i"
+    assert local_copy(str(tmp_path), str(tmp_path)) == str(tmp_path), "local paths are used in place"
