@@ -71,14 +71,19 @@ class SharedRun:
 _SHARED: Dict[str, SharedRun] = {}
 
 
-def shared_run(log=print) -> SharedRun:
-    """Runs the tiny pipeline once per process (later calls return the same run)."""
+def shared_run(parent_dir: Optional[str] = None, log=print) -> SharedRun:
+    """Runs the tiny pipeline once per process (later calls return the same run).
+
+    ``parent_dir``: where its folder goes; tests pass pytest's ``tmp_path_factory.getbasetemp()``
+    so pytest's own retention cleans it up. Without it, a temporary folder removed at exit.
+    """
     if "run" in _SHARED:
         return _SHARED["run"]
     from peterrec.pipeline import local_runner
 
-    workdir = tempfile.mkdtemp(prefix="peterrec-pipeline-test-")
-    atexit.register(shutil.rmtree, workdir, True)
+    workdir = tempfile.mkdtemp(prefix="peterrec-pipeline-test-", dir=parent_dir)
+    if parent_dir is None:
+        atexit.register(shutil.rmtree, workdir, True)
     config = tiny_config()
     # <workdir>/pipeline is where ``peterrec demo --output <workdir>`` puts its pipeline root.
     root = os.path.join(workdir, "pipeline")

@@ -17,8 +17,8 @@ from peterrec.pipeline import metadata, pipeline, testing
 
 
 @pytest.fixture(scope="module")
-def shared():
-    return testing.shared_run()
+def shared(tmp_path_factory):
+    return testing.shared_run(str(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ feature { name: "timestamps" type: INT value_count { min: 1 } presence { min_fra
 
 
 @pytest.fixture(scope="module")
-def shared():
-    return testing.shared_run()
+def shared(tmp_path_factory):
+    return testing.shared_run(str(tmp_path_factory.getbasetemp()))
 
 
 def test_a_failing_component_keeps_earlier_artifacts_and_the_rerun_uses_the_cache(shared, tmp_path):
