@@ -202,7 +202,8 @@ def _write_csv(path: str, header: Tuple[str, ...], rows) -> None:
 
 def generate(output_dir: str, config: Optional[SyntheticConfig] = None) -> SyntheticPaths:
     """Writes the synthetic data set into ``output_dir`` (created) and returns the paths."""
-    rows, genders, ages, profiles = generate_rows(config or SyntheticConfig())
+    config = config or SyntheticConfig()
+    rows, genders, ages, profiles = generate_rows(config)
     os.makedirs(output_dir, exist_ok=True)
     paths = SyntheticPaths(
         interactions=os.path.join(output_dir, "interactions.csv"),

@@ -112,3 +112,14 @@ def test_invalid_settings_fail():
         synthetic.generate_rows(synthetic.SyntheticConfig(users=2, source_items=5, max_source_len=10))
     with pytest.raises(ValueError, match="label_noise"):
         synthetic.SyntheticConfig(label_noise=0.9).validate()
+
+
+def test_generate_without_a_config_writes_the_default(tmp_path):
+    import json
+
+    from peterrec.components.synthetic import SyntheticConfig, generate
+
+    paths = generate(str(tmp_path))
+    written = json.loads((tmp_path / "synthetic.json").read_text())
+    assert written["users"] == SyntheticConfig().users
+    assert os.path.exists(paths.interactions)
