@@ -359,3 +359,14 @@ def history_stats(history: UserHistory) -> Dict[str, int]:
 def dropped_user_stats(history: UserHistory) -> Dict[str, int]:
     """The counters of a user rejected as a whole: all their in-domain interactions are dropped."""
     return {"dropped": history.total - history.filtered, "filtered": history.filtered}
+
+
+def write_rejects_and_stats(rejects_parts, stats_parts, rejects_dir: str) -> None:
+    """Writes every reject of a run and its counts (stats plus one per reject) to ``rejects_dir``.
+
+    The closing step every ingestion pipeline shares: flattens the reject collections,
+    writes them, and adds their per-reason counts to the run's stats file.
+    """
+    rejects = tuple(rejects_parts) | "AllRejects" >> beam.Flatten()
+    write_rejects(rejects, rejects_dir)
+    write_stats(list(stats_parts) + [rejects | "RejectStats" >> beam.Map(reject_stats)], rejects_dir)

@@ -470,10 +470,7 @@ def run_ingestion(config: IngestConfig, examples_dir: str, vocabulary_dir: str, 
     stats_parts.append(encoded[beam_steps.STATS])
     beam_steps.write_examples(encoded["examples"], examples_dir, config.split_names, config.num_shards)
 
-    rejects = tuple(rejects_parts) | "AllRejects" >> beam.Flatten()
-    beam_steps.write_rejects(rejects, rejects_dir)
-    stats_parts.append(rejects | "RejectStats" >> beam.Map(beam_steps.reject_stats))
-    beam_steps.write_stats(stats_parts, rejects_dir)
+    beam_steps.write_rejects_and_stats(rejects_parts, stats_parts, rejects_dir)
 
     elapsed = run_pipeline(pipeline, "ingestion")
     stats = beam_steps.read_stats(rejects_dir)

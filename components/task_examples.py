@@ -371,10 +371,7 @@ def run_attribute_task(config: AttributeTaskConfig, examples_dir: str, label_voc
     stats_parts.append(encoded[beam_steps.STATS])
     beam_steps.write_examples(encoded["examples"], examples_dir, config.split_names, config.num_shards)
 
-    rejects = tuple(rejects_parts) | "AllRejects" >> beam.Flatten()
-    beam_steps.write_rejects(rejects, rejects_dir)
-    stats_parts.append(rejects | "RejectStats" >> beam.Map(beam_steps.reject_stats))
-    beam_steps.write_stats(stats_parts, rejects_dir)
+    beam_steps.write_rejects_and_stats(rejects_parts, stats_parts, rejects_dir)
 
     elapsed = run_pipeline(pipeline, "attribute-task")
     stats = beam_steps.read_stats(rejects_dir)
@@ -495,10 +492,7 @@ def run_cold_start_task(config: ColdStartTaskConfig, examples_dir: str, target_v
     stats_parts.append(encoded[beam_steps.STATS])
     beam_steps.write_examples(encoded["examples"], examples_dir, config.split_names, config.num_shards)
 
-    rejects = tuple(rejects_parts) | "AllRejects" >> beam.Flatten()
-    beam_steps.write_rejects(rejects, rejects_dir)
-    stats_parts.append(rejects | "RejectStats" >> beam.Map(beam_steps.reject_stats))
-    beam_steps.write_stats(stats_parts, rejects_dir)
+    beam_steps.write_rejects_and_stats(rejects_parts, stats_parts, rejects_dir)
 
     elapsed = run_pipeline(pipeline, "cold-start")
     stats = beam_steps.read_stats(rejects_dir)
