@@ -79,6 +79,17 @@ def settings_from_args(args) -> Dict[str, Any]:
         "early_stopping_patience": 0 if quick else 3, "max_len": args.context,
         "train_layer_norm": True, "fine_last_convs": 2,
     }
+    # Added after the first tables: only written when set, so earlier tags (and their runs) stay valid.
+    if args.readout_norm:
+        finetune["readout_norm"] = True
+    if args.cold_start_embedding_dim:
+        finetune["cold_start_embedding_dim"] = args.cold_start_embedding_dim
+    if args.patience is not None:
+        finetune["early_stopping_patience"] = args.patience
+    if args.lr_schedule != "constant":
+        finetune["lr_schedule"] = args.lr_schedule
+    if args.classification_monitor != "val_accuracy":
+        finetune["classification_monitor"] = args.classification_monitor
     return {"ingest_max_len": args.ingest_max_len, "max_target_items": args.max_target_items,
             "pretrain": pretrain, "finetune": finetune}
 
@@ -212,6 +223,8 @@ def task_config(task: str, strategy: str, settings: Dict[str, Any]):
     options = settings["finetune"]
     kind = "cold_start" if task == "cold_start" else "classification"
     return TaskConfig(name=task, kind=kind, num_outputs=2, strategy=strategy, readout=options["readout"],
+                      readout_norm=options.get("readout_norm", False),
+                      head_embedding_dim=options.get("cold_start_embedding_dim", 0) if kind == "cold_start" else 0,
                       adapter=AdapterConfig(bottleneck=options["bottleneck"]),
                       train_layer_norm=options["train_layer_norm"], fine_last_convs=options["fine_last_convs"])
 
@@ -224,8 +237,10 @@ def finetune_config(task: str, strategy: str, seed: int, paths: Dict[str, str], 
     lr = options["fine_all_learning_rate"] if strategy in ("fine-all", "fine-last") else options["learning_rate"]
     return FinetuneConfig(task=task_config(task, strategy, settings), batch_size=options["batch_size"],
                           epochs=options["epochs"], learning_rate=lr,
+                          lr_schedule=options.get("lr_schedule", "constant"),
                           early_stopping_patience=options["early_stopping_patience"], seed=seed,
                           max_len=options["max_len"], task_vocabulary=paths["task_vocabulary"],
+                          monitor=options.get("classification_monitor") if task != "cold_start" else None,
                           item_vocabulary=paths["vocabulary"], verbose=2)
 
 
@@ -512,6 +527,17 @@ def parse_args(argv=None):
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--readout", default="tcl+mean", choices=("tcl", "mean", "tcl+mean"))
+    parser.add_argument("--readout-norm", action="store_true",
+                        help="a task-owned LayerNorm on each read-out part before the head")
+    parser.add_argument("--cold-start-embedding-dim", type=int, default=0,
+                        help="cold start: width of the target-item table (0 = the user-vector width)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="early-stopping patience of fine-tuning in epochs (default 3; 0 in --quick)")
+    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                        help="fine-tuning learning-rate schedule (cosine: to 5 %% of the rate over the epochs)")
+    parser.add_argument("--classification-monitor", default="val_accuracy", choices=("val_accuracy", "val_loss"),
+                        help="eval metric that picks the best epoch and stops early on the attribute tasks "
+                             "(val_loss is smoother on a few hundred eval users)")
     parser.add_argument("--context", type=int, default=50, help="most recent items a model sees (max_len)")
     parser.add_argument("--ingest-max-len", type=int, default=200, help="items kept per user at ingestion")
     parser.add_argument("--max-target-items", type=int, default=5, help="cold start: target items per train user")
@@ -524,6 +550,9 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="fine-tuning lr (frozen strategies)")
     parser.add_argument("--fine-all-learning-rate", type=float, default=1e-3, help="lr of fine-all and fine-last")
     parser.add_argument("--bottleneck", type=int, default=16)
+    parser.add_argument("--shard", default="0/1", metavar="K/N",
+                        help="run only the pending runs K, K+N, K+2N, ... (start N processes on one work dir, "
+                             "K = 0..N-1; each finished run is appended to the shared results file)")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--table-only", action="store_true", help="print the table from finished runs, run nothing")
@@ -549,6 +578,13 @@ def run_command(argv: List[str], movielens: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        shard_index, shard_count = (int(part) for part in args.shard.split("/"))
+        if not 0 <= shard_index < shard_count:
+            raise ValueError
+    except ValueError:
+        print(f"error: --shard must be K/N with 0 <= K < N, got {args.shard!r}", file=sys.stderr)
+        return 2
     import peterrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
     work = os.path.abspath(args.work)
@@ -596,6 +632,11 @@ def main(argv=None) -> int:
         plan = [(seed, task, strategy) for seed in seeds for strategy in order for task in args.tasks]
         todo = [p for p in plan if (p[1], p[2], p[0]) not in done]
         progress(f"{len(plan) - len(todo)} of {len(plan)} fine-tuning runs already finished; {len(todo)} to go")
+        if shard_count > 1:
+            # By position in the full plan, so every process agrees whatever has finished.
+            mine = set(plan[shard_index::shard_count])
+            todo = [p for p in todo if p in mine]
+            progress(f"shard {shard_index}/{shard_count}: this process runs {len(todo)} of them")
         for index, (seed, task, strategy) in enumerate(todo, 1):
             # Another process on the same work dir may have finished it meanwhile.
             if any(r.get("tag") == tag and (r["task"], r["strategy"], r["seed"]) == (task, strategy, seed)

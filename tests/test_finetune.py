@@ -123,6 +123,50 @@ def test_interrupted_finetune_resumes(setup, tmp_path):
         np.testing.assert_array_equal(resumed.get_tensor(key), uninterrupted.get_tensor(key), err_msg=key)
 
 
+def test_cosine_schedule_decays_over_the_run_and_resumes_on_its_curve(setup, tmp_path):
+    import tensorflow as tf
+
+    from peterrec.trainer.finetune import LR_FLOOR, learning_rate_for
+
+    dataset, backbone_dir = setup
+    config = _config(dataset, strategy="peterrec-serial", epochs=2, learning_rate=0.01, lr_schedule="cosine")
+    schedule = learning_rate_for(config, steps_per_epoch=5)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(5)) == pytest.approx(0.01 * (LR_FLOOR + (1 - LR_FLOOR) * 0.5))
+    assert float(schedule(10)) == pytest.approx(0.01 * LR_FLOOR)
+    assert learning_rate_for(dataclasses.replace(config, lr_schedule="constant"), 5) == 0.01
+    with pytest.raises(ValueError, match="lr_schedule"):
+        dataclasses.replace(config, lr_schedule="linear").validate()
+
+    output = str(tmp_path / "run")
+    with pytest.raises(InterruptedError):
+        finetune(backbone_dir, dataset.classification_examples, output, config,
+                 callbacks=[callbacks.RaiseAfterEpoch(1)])
+    resumed = finetune(backbone_dir, dataset.classification_examples, output, config)
+    straight = finetune(backbone_dir, dataset.classification_examples, str(tmp_path / "straight"), config)
+    assert resumed["loss"] == straight["loss"]
+    a = tf.train.load_checkpoint(os.path.join(output, "checkpoints", "ckpt-2"))
+    b = tf.train.load_checkpoint(str(tmp_path / "straight" / "checkpoints" / "ckpt-2"))
+    for key in a.get_variable_to_shape_map():
+        if not key.startswith("_CHECKPOINTABLE"):
+            np.testing.assert_array_equal(a.get_tensor(key), b.get_tensor(key), err_msg=key)
+
+
+def test_normalized_readout_and_small_target_table_survive_the_artifact(setup, tmp_path):
+    dataset, backbone_dir = setup
+    base = _config(dataset, kind="cold_start")
+    task = dataclasses.replace(base.task, readout_norm=True, head_embedding_dim=4)
+    config = dataclasses.replace(base, task=task, epochs=1)
+    metrics = finetune(backbone_dir, dataset.cold_start_examples, str(tmp_path / "run"), config)
+    again, metadata = _evaluate_artifact(metrics["patch_dir"], backbone_dir, dataset.cold_start_examples,
+                                         "cold_start")
+    assert metadata.task_config["readout_norm"] is True and metadata.task_config["head_embedding_dim"] == 4
+    assert again["mrr@5"] == pytest.approx(metrics["mrr@5"], abs=1e-6)
+    wide = finetune(backbone_dir, dataset.cold_start_examples, str(tmp_path / "wide"),
+                    dataclasses.replace(config, task=dataclasses.replace(task, head_embedding_dim=0)))
+    assert metrics["trainable_params"] < wide["trainable_params"]
+
+
 def test_vocabulary_checks(setup, tmp_path):
     dataset, backbone_dir = setup
     other = tiny_examples.write_tiny_dataset(str(tmp_path / "other"), num_users=20, num_items=31, seed=3)

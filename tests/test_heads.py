@@ -100,3 +100,27 @@ def test_tcl_plus_mean_concatenates():
 def test_readout_rejects_unknown_mode():
     with pytest.raises(ValueError, match="readout"):
         UserReadout("first", 3)
+
+
+def test_normalized_tcl_plus_mean_layer_normalizes_each_part():
+    readout = UserReadout("tcl+mean", 3, normalize=True)
+    readout.build()
+    hidden, item_mask = _hidden_and_mask()
+    got = readout(hidden * 100.0, item_mask).numpy()
+    tcl, mean = hidden.numpy()[:, -1] * 100.0, hidden.numpy()[0, 1:3].mean(0) * 100.0
+
+    def layer_norm(x):
+        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+
+    np.testing.assert_allclose(got[:, :3], layer_norm(tcl), atol=1e-4)
+    np.testing.assert_allclose(got[0, 3:], layer_norm(mean), atol=1e-4)
+    # Each part's gain and bias are the task's own: [TCL] + 2 LayerNorms x (gamma, beta).
+    assert len(readout.trainable_weights) == 5
+    assert UserReadout.from_config(readout.get_config()).normalize
+
+
+def test_normalized_mean_readout_owns_only_its_norm():
+    readout = UserReadout("mean", 3, normalize=True)
+    readout.build()
+    assert readout.tcl_norm is None and readout.mean_norm is not None
+    assert sorted(w.shape.as_list() for w in readout.trainable_weights) == [[3], [3]]

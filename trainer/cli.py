@@ -88,6 +88,12 @@ def register(subparsers) -> None:
                           help="classes or target items incl. reserved ids (default 2; from --task-vocabulary)")
     finetune.add_argument("--readout", choices=("tcl", "mean", "tcl+mean"), default="tcl",
                           help="user vector: [TCL] position, mean over items, or both (default tcl)")
+    finetune.add_argument("--readout-norm", action="store_true",
+                          help="a task-owned LayerNorm on each read-out part before the head")
+    finetune.add_argument("--head-embedding-dim", type=int, default=0,
+                          help="cold start: width of the target-item table (default 0 = user-vector width)")
+    finetune.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                          help="learning-rate schedule over the epochs (default constant)")
     finetune.add_argument("--bottleneck", type=int, default=16, help="patch / IAK bottleneck size (default 16)")
     finetune.add_argument("--placement", choices=("serial", "parallel"), default="serial",
                           help="adapter placement for iak / peter-zero (peterrec-* imply it; default serial)")
@@ -141,11 +147,12 @@ def finetune_config_from_args(args):
     adapter = AdapterConfig(kind="iak" if args.strategy == "iak" else "patch", placement=args.placement,
                             bottleneck=args.bottleneck)
     task = TaskConfig(name=args.task_name, kind=args.kind, num_outputs=args.num_outputs, strategy=args.strategy,
-                      readout=args.readout, adapter=adapter, train_layer_norm=not args.no_layer_norm,
-                      fine_last_convs=args.fine_last_convs, head_hidden_units=args.head_hidden_units,
+                      readout=args.readout, readout_norm=args.readout_norm, adapter=adapter,
+                      train_layer_norm=not args.no_layer_norm, fine_last_convs=args.fine_last_convs,
+                      head_hidden_units=args.head_hidden_units, head_embedding_dim=args.head_embedding_dim,
                       softmax=args.softmax, num_sampled=args.num_sampled)
     return FinetuneConfig(task=task, task_vocabulary=args.task_vocabulary, item_vocabulary=args.item_vocabulary,
-                          **_loop_fields(args)).validate()
+                          lr_schedule=args.lr_schedule, **_loop_fields(args)).validate()
 
 
 def _pretrain(args) -> int:

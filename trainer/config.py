@@ -159,6 +159,7 @@ class TaskConfig:
     strategy: one of STRATEGIES.
     readout: user vector: "tcl" (hidden state at an appended task token), "mean" (mean over the
         real positions), "tcl+mean" (both, concatenated).
+    readout_norm: pass each read part through a task-owned LayerNorm before the head.
     adapter: the adapter config; the strategy overrides kind/placement where it implies them
         (see ``effective_adapter``).
     train_layer_norm: patch strategies also train a task-owned copy of each block's second
@@ -176,6 +177,7 @@ class TaskConfig:
     num_outputs: int = 2
     strategy: str = "peterrec-serial"
     readout: str = "tcl"
+    readout_norm: bool = False
     adapter: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
     train_layer_norm: bool = True
     fine_last_convs: int = 2

@@ -26,6 +26,8 @@ from peterrec.trainer.loop import (HISTORY_FILE, METRICS_FILE, TrainingState, ch
                                    load_vocabulary_of_kind, plain_metrics, vocabulary_errors_explained,
                                    write_json)
 
+LR_SCHEDULES = ("constant", "cosine")
+LR_FLOOR = 0.05  # the cosine schedule ends at this fraction of the initial learning rate
 DEFAULT_MONITORS = {"classification": "val_accuracy", "cold_start": "val_mrr@5"}
 TASK_VOCABULARY_KINDS = {"classification": "label", "cold_start": "target"}
 
@@ -38,13 +40,16 @@ class FinetuneConfig:
     ``task_vocabulary`` (the label or target vocabulary folder), ``task.num_outputs`` is set to
     its size. item_vocabulary: the item vocabulary the task examples were built with; checked
     against the backbone's. monitor: eval metric for early stopping and the best epoch (default
-    val_accuracy / val_mrr@5). Other fields as in PretrainConfig.
+    val_accuracy / val_mrr@5). lr_schedule: "constant", or "cosine" (decays from
+    ``learning_rate`` to ``LR_FLOOR`` of it over all the run's steps, which steadies the last
+    epochs that early stopping compares). Other fields as in PretrainConfig.
     """
 
     task: TaskConfig
     batch_size: int = 64
     epochs: int = 10
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
     early_stopping_patience: int = 3
     monitor: Optional[str] = None
     restore_best: bool = True
@@ -77,6 +82,7 @@ class FinetuneConfig:
         check(int(self.batch_size) >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         check(int(self.epochs) >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(float(self.learning_rate) > 0, f"learning_rate must be positive, got {self.learning_rate}")
+        check(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         check(int(self.max_len) >= 1, f"max_len must be >= 1, got {self.max_len}")
         check(int(self.early_stopping_patience) >= 0, "early_stopping_patience must be >= 0")
         check(self.max_targets is None or int(self.max_targets) >= 1, "max_targets must be >= 1")
@@ -116,6 +122,21 @@ def _resolve_task(config: FinetuneConfig, item_vocabulary: Vocabulary):
                   "vocabulary)", flush=True)
         task = dataclasses.replace(task, num_outputs=len(task_vocabulary))
     return task.validate(), task_vocabulary
+
+
+def learning_rate_for(config: FinetuneConfig, steps_per_epoch: int):
+    """The optimizer's learning rate: a float, or the cosine schedule over ``epochs`` epochs.
+
+    The schedule is a function of the optimizer's step counter, which the checkpoint holds, so a
+    resumed run continues the same curve.
+    """
+    if config.lr_schedule == "constant":
+        return float(config.learning_rate)
+    import tf_keras as keras
+
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=float(config.learning_rate), decay_steps=int(config.epochs) * int(steps_per_epoch),
+        alpha=LR_FLOOR)
 
 
 def _split_files(data_module, task_examples_dir: Optional[str], split: str, given):
@@ -180,7 +201,8 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
     if task.kind == "cold_start" and task_vocabulary is not None:
         target_counts = [float(task_vocabulary.count_of(i)) for i in range(len(task_vocabulary))]
     model = build_task_model(base, task, target_counts=target_counts)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
+    steps_per_epoch = config.steps_per_epoch or -(-num_train // config.batch_size)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate_for(config, steps_per_epoch)))
     report = model.parameter_report()
     state = TrainingState(output_dir, artifacts.task_trackables(model), model.optimizer, config.resolved_monitor,
                           config.early_stopping_patience, config.max_checkpoints)

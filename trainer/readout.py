@@ -8,6 +8,11 @@
   the last position; putting [TCL] first would see nothing.
 - "mean": the mean of the hidden states over the real (non-padding) item positions.
 - "tcl+mean": both, concatenated ([B, 2d]).
+
+With ``normalize`` each read part goes through its own task-owned LayerNorm. The residual
+stream of a pretrained backbone grows along the blocks (hidden norms of 20-30 on ML-1M), so
+a linear head on the raw vector starts with large, badly scaled logits; normalised, the
+head trains at the learning rate of the patches (benchmarks/results/transfer_table.md).
 """
 
 import tensorflow as tf
@@ -25,17 +30,29 @@ _no_autograph = tf.autograph.experimental.do_not_convert
 class UserReadout(keras.layers.Layer):
     """Appends the task's [TCL] embedding (if the mode uses it) and reads the user vector."""
 
-    def __init__(self, mode: str = "tcl", embedding_dim: int = 64, **kwargs):
+    def __init__(self, mode: str = "tcl", embedding_dim: int = 64, normalize: bool = False, **kwargs):
         super().__init__(**kwargs)
         if mode not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {mode!r}")
         self.mode = mode
         self.embedding_dim = int(embedding_dim)
+        self.normalize = bool(normalize)
+        self.tcl_norm = self._norm("tcl_norm") if self.normalize and self.uses_tcl else None
+        self.mean_norm = self._norm("mean_norm") if self.normalize and self.uses_mean else None
+
+    @staticmethod
+    def _norm(name):
+        return keras.layers.LayerNormalization(epsilon=1e-6, name=name)
 
     @property
     def uses_tcl(self) -> bool:
         """True if a [TCL] token is appended and read."""
         return self.mode in ("tcl", "tcl+mean")
+
+    @property
+    def uses_mean(self) -> bool:
+        """True if the mean over the real item positions is read."""
+        return self.mode in ("mean", "tcl+mean")
 
     @property
     def output_dim(self) -> int:
@@ -47,6 +64,9 @@ class UserReadout(keras.layers.Layer):
             self.tcl_embedding = self.add_weight(
                 name="tcl_embedding", shape=(self.embedding_dim,),
                 initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+        for norm in (self.tcl_norm, self.mean_norm):
+            if norm is not None:
+                norm.build(tf.TensorShape([None, self.embedding_dim]))
         super().build(input_shape)
 
     @_no_autograph
@@ -68,14 +88,16 @@ class UserReadout(keras.layers.Layer):
         item_mask: [B, T], True at real item positions. Returns [B, output_dim]."""
         parts = []
         if self.uses_tcl:
-            parts.append(hidden[:, -1, :])
+            tcl = hidden[:, -1, :]
+            parts.append(self.tcl_norm(tcl) if self.tcl_norm is not None else tcl)
             item_hidden = hidden[:, :-1, :]
         else:
             item_hidden = hidden
-        if self.mode in ("mean", "tcl+mean"):
+        if self.uses_mean:
             weights = tf.cast(item_mask, hidden.dtype)[..., tf.newaxis]
             total = tf.reduce_sum(item_hidden * weights, axis=1)
-            parts.append(total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0))
+            mean = total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+            parts.append(self.mean_norm(mean) if self.mean_norm is not None else mean)
         return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
     def compute_mask(self, inputs, mask=None):
@@ -83,5 +105,5 @@ class UserReadout(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(mode=self.mode, embedding_dim=self.embedding_dim)
+        config.update(mode=self.mode, embedding_dim=self.embedding_dim, normalize=self.normalize)
         return config

@@ -63,7 +63,7 @@ class TaskModel(keras.Model):
         self._owned_backbone_layers = list(owned_backbone_layers)
         self.target_counts = None if target_counts is None else [float(c) for c in target_counts]
         d = backbone.embedding_dim
-        self.readout = UserReadout(config.readout, d, name="readout")
+        self.readout = UserReadout(config.readout, d, normalize=config.readout_norm, name="readout")
         if config.kind == "classification":
             self.head = ClassificationHead(config.num_outputs, config.head_hidden_units, name="head")
         else:
