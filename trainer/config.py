@@ -35,7 +35,7 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _from_dict(cls, data: Mapping[str, Any]):
+def dataclass_from_dict(cls, data: Mapping[str, Any]):
     """Builds a dataclass from a dict, rejecting unknown keys (typos must not pass silently)."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -110,7 +110,7 @@ class BackboneConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BackboneConfig":
         """Inverse of ``to_dict``; unknown keys raise ValueError."""
-        return _from_dict(cls, data).validate()
+        return dataclass_from_dict(cls, data).validate()
 
 
 @dataclasses.dataclass
@@ -146,7 +146,7 @@ class AdapterConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "AdapterConfig":
         """Inverse of ``to_dict``; unknown keys raise ValueError."""
-        return _from_dict(cls, data).validate()
+        return dataclass_from_dict(cls, data).validate()
 
 
 @dataclasses.dataclass
@@ -235,4 +235,4 @@ class TaskConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TaskConfig":
         """Inverse of ``to_dict``; unknown keys raise ValueError."""
-        return _from_dict(cls, data).validate()
+        return dataclass_from_dict(cls, data).validate()

@@ -21,7 +21,7 @@ import os
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from peterrec.components.vocabulary import Vocabulary
-from peterrec.trainer.config import TaskConfig
+from peterrec.trainer.config import TaskConfig, dataclass_from_dict
 from peterrec.trainer.loop import (HISTORY_FILE, METRICS_FILE, TrainingState, check_or_write_run_config,
                                    load_vocabulary_of_kind, plain_metrics, vocabulary_errors_explained,
                                    write_json)
@@ -99,11 +99,7 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FinetuneConfig":
         """Inverse of ``to_dict``; unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"FinetuneConfig: unknown keys {unknown}; expected some of {sorted(names)}")
-        return cls(**dict(data)).validate()
+        return dataclass_from_dict(cls, data).validate()
 
 
 def _resolve_task(config: FinetuneConfig, item_vocabulary: Vocabulary):

@@ -22,7 +22,7 @@ import os
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from peterrec.components.vocabulary import Vocabulary, VocabularyMismatchError
-from peterrec.trainer.config import BackboneConfig
+from peterrec.trainer.config import BackboneConfig, dataclass_from_dict
 from peterrec.trainer.loop import (HISTORY_FILE, METRICS_FILE, RunMismatchError, TrainingState,  # noqa: F401
                                    check_or_write_run_config, load_vocabulary_of_kind, plain_metrics,
                                    vocabulary_errors_explained, write_json)
@@ -112,11 +112,7 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PretrainConfig":
         """Inverse of ``to_dict``; unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"PretrainConfig: unknown keys {unknown}; expected some of {sorted(names)}")
-        return cls(**dict(data)).validate()
+        return dataclass_from_dict(cls, data).validate()
 
 
 # ----------------------------------------------------------------------------- pretraining
