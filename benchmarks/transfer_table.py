@@ -396,6 +396,63 @@ def _metric_of(task: str) -> str:
     return "mrr@5" if task == "cold_start" else "accuracy"
 
 
+PETERREC = ("peterrec-serial", "peterrec-parallel")
+
+
+def criteria_lines(mean_of, percent_of, baselines: Dict[str, Any], tasks: List[str]) -> List[str]:
+    """The issue's Done-when criteria, each checked on the seed means: PASS / FAIL with the numbers.
+
+    mean_of(task, strategy, metric) -> mean over finished seeds or None; percent_of(task, strategy)
+    -> trainable % of fine-all or None. "Best PeterRec" is the better of the two insertions per task.
+    """
+    lines = ["## Done-when criteria (seed means)", "", "| criterion | task | numbers | verdict |", "|---|---|---|---|"]
+
+    def row(criterion, task, numbers, ok):
+        verdict = "—" if ok is None else ("PASS" if ok else "FAIL")
+        lines.append(f"| {criterion} | {task} | {numbers} | {verdict} |")
+
+    for task in tasks:
+        metric = _metric_of(task)
+        candidates = [(mean_of(task, s, metric), s) for s in PETERREC if mean_of(task, s, metric) is not None]
+        if not candidates:
+            row("PeterRec measured", task, "no finished run", None)
+            continue
+        best, name = max(candidates)
+        fine_all = mean_of(task, "fine-all", metric)
+        if fine_all is not None:
+            if task == "cold_start":
+                relative = (best - fine_all) / fine_all
+                row("best PeterRec within 2 % relative of fine-all (MRR@5)", task,
+                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({relative:+.1%})", relative >= -0.02)
+            else:
+                gap = 100 * (best - fine_all)
+                row("best PeterRec within 1 accuracy point of fine-all", task,
+                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({gap:+.2f} points)", gap >= -1.0)
+        percent = percent_of(task, name)
+        if percent is not None:
+            row("at most 10 % of fine-all's trainable parameters", task, f"{name} {percent:.2f} %", percent <= 10.0)
+        for other in ("fine-cls", "peter-zero"):
+            value = mean_of(task, other, metric)
+            if value is not None:
+                row(f"PeterRec beats {other}", task, f"{best:.4f} vs {value:.4f}", best > value)
+        reference = baselines.get(task, {})
+        if task == "cold_start":
+            hr = max(mean_of(task, s, "hr@10") or 0.0 for s in PETERREC)
+            if "item_knn" in reference:
+                row("PeterRec beats item kNN on HR@10", task, f"{hr:.4f} vs {reference['item_knn']['hr@10']:.4f}",
+                    hr > reference["item_knn"]["hr@10"])
+        else:
+            if "majority" in reference and task in ("gender", "age"):
+                margin = 100 * (best - reference["majority"]["accuracy"])
+                row("PeterRec clearly above the majority class (> 1 point)", task,
+                    f"{best:.4f} vs {reference['majority']['accuracy']:.4f} ({margin:+.2f} points)", margin > 1.0)
+            if "logreg" in reference:
+                gap = 100 * (best - reference["logreg"]["accuracy"])
+                row("gap to logistic regression on a bag of items (reported, not a criterion)", task,
+                    f"{best:.4f} vs {reference['logreg']['accuracy']:.4f} ({gap:+.2f} points)", None)
+    return lines + [""]
+
+
 def format_table(rows: List[Dict[str, Any]], baselines: Dict[str, Any], pretraining: Dict[str, Any],
                  timing: Optional[Dict[str, float]], settings: Dict[str, Any], tag: str, tasks: List[str],
                  strategies: List[str], seeds: List[int], command: str) -> str:
@@ -448,6 +505,16 @@ def format_table(rows: List[Dict[str, Any]], baselines: Dict[str, Any], pretrain
             cells = [f"{long_rows[name][t]:.4f}" if t in long_rows[name] else "n/a" for t in tasks]
             ref.append(f"| *{label}, last {long_rows['context'][name]} items* | " + " | ".join(cells) + " |")
     lines += ref + [""]
+
+    def mean_of(task, strategy, metric):
+        found = values(task, strategy, metric)
+        return statistics.mean(found) if found else None
+
+    def percent_of(task, strategy):
+        cell = by_cell.get((task, strategy))
+        return cell[0]["trainable_percent"] if cell else None
+
+    lines += criteria_lines(mean_of, percent_of, baselines, tasks)
 
     lines += ["## Trainable parameters, % of fine-all (same task)", "",
               "| model | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]

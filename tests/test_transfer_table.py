@@ -1,0 +1,88 @@
+"""The transfer-table benchmark's bookkeeping (benchmarks/transfer_table.py): settings tags,
+sharding and the Done-when verdicts. No model runs here; the benchmark itself needs ML-1M."""
+
+import importlib.util
+import os
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                     "transfer_table.py")
+_spec = importlib.util.spec_from_file_location("peterrec_benchmark_transfer_table", _PATH)
+transfer_table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(transfer_table)
+
+BASE = ["--movielens", "/data/ml-1m", "--seeds", "1", "--pretrain-epochs", "8", "--epochs", "6",
+        "--learning-rate", "3e-3"]
+
+
+def _settings(*extra):
+    return transfer_table.settings_from_args(transfer_table.parse_args(BASE + list(extra)))
+
+
+def test_new_options_leave_earlier_tags_unchanged_and_change_the_tag_when_set():
+    plain = _settings()
+    assert "readout_norm" not in plain["finetune"] and "lr_schedule" not in plain["finetune"]
+    # The tag of the first published table (benchmarks/results, settings tag 34ac2dcf92).
+    assert transfer_table.tag_of(plain) == "34ac2dcf92"
+    tuned = _settings("--readout-norm", "--lr-schedule", "cosine", "--classification-monitor", "val_loss",
+                      "--cold-start-embedding-dim", "8", "--patience", "5")
+    assert tuned["finetune"]["readout_norm"] is True and tuned["finetune"]["early_stopping_patience"] == 5
+    assert transfer_table.tag_of(tuned) != transfer_table.tag_of(plain)
+    assert tuned["pretrain"] == plain["pretrain"]  # fine-tuning options reuse the pretrained backbone
+
+
+def test_task_and_run_configs_follow_the_settings():
+    settings = _settings("--readout-norm", "--lr-schedule", "cosine", "--classification-monitor", "val_loss",
+                         "--cold-start-embedding-dim", "8")
+    paths = {"task_vocabulary": "t", "vocabulary": "v"}
+    cold = transfer_table.finetune_config("cold_start", "peterrec-serial", 1, paths, settings)
+    gender = transfer_table.finetune_config("gender", "fine-all", 2, paths, settings)
+    assert cold.task.head_embedding_dim == 8 and gender.task.head_embedding_dim == 0
+    assert cold.task.readout_norm and gender.task.readout_norm
+    assert cold.monitor is None and gender.monitor == "val_loss"
+    assert (cold.lr_schedule, cold.learning_rate, gender.learning_rate) == ("cosine", 3e-3, 1e-3)
+    assert gender.seed == 2
+
+
+def test_a_bad_shard_is_an_error_message(capsys):
+    assert transfer_table.main(BASE + ["--shard", "2/2", "--table-only"]) == 2
+    assert "--shard must be K/N" in capsys.readouterr().err
+
+
+def _verdicts(means, percents, baselines):
+    lines = transfer_table.criteria_lines(lambda t, s, m: means.get((t, s, m)),
+                                          lambda t, s: percents.get((t, s)), baselines, ["age", "cold_start"])
+    return {(line.split(" | ")[0][2:], line.split(" | ")[1]): line.rsplit(" | ", 1)[1][:-2]
+            for line in lines if line.startswith("| ") and " | " in line and not line.startswith("| criterion")}
+
+
+def test_criteria_take_the_better_insertion_and_say_pass_or_fail():
+    means = {("age", "peterrec-serial", "accuracy"): 0.36, ("age", "peterrec-parallel", "accuracy"): 0.37,
+             ("age", "fine-all", "accuracy"): 0.385, ("age", "fine-cls", "accuracy"): 0.35,
+             ("age", "peter-zero", "accuracy"): 0.371,
+             ("cold_start", "peterrec-serial", "mrr@5"): 0.0235, ("cold_start", "fine-all", "mrr@5"): 0.0239,
+             ("cold_start", "peterrec-serial", "hr@10"): 0.09}
+    percents = {("age", "peterrec-parallel"): 5.6, ("cold_start", "peterrec-serial"): 12.0}
+    baselines = {"age": {"majority": {"accuracy": 0.32}, "logreg": {"accuracy": 0.44}},
+                 "cold_start": {"item_knn": {"hr@10": 0.095}}}
+    verdicts = _verdicts(means, percents, baselines)
+    assert verdicts[("best PeterRec within 1 accuracy point of fine-all", "age")] == "FAIL"  # 1.5 points
+    assert verdicts[("at most 10 % of fine-all's trainable parameters", "age")] == "PASS"
+    assert verdicts[("PeterRec beats fine-cls", "age")] == "PASS"
+    assert verdicts[("PeterRec beats peter-zero", "age")] == "FAIL"
+    assert verdicts[("PeterRec clearly above the majority class (> 1 point)", "age")] == "PASS"
+    assert verdicts[("best PeterRec within 2 % relative of fine-all (MRR@5)", "cold_start")] == "PASS"  # -1.7 %
+    assert verdicts[("at most 10 % of fine-all's trainable parameters", "cold_start")] == "FAIL"
+    assert verdicts[("PeterRec beats item kNN on HR@10", "cold_start")] == "FAIL"
+
+
+def test_criteria_without_runs_say_so():
+    lines = transfer_table.criteria_lines(lambda *a: None, lambda *a: None, {}, ["gender"])
+    assert any("no finished run" in line for line in lines)
+    assert not any("PASS" in line or "FAIL" in line for line in lines)
+
+
+@pytest.mark.parametrize("bad", ["1", "a/b", "3/x", "0/0"])
+def test_shard_must_be_k_over_n(bad, capsys):
+    assert transfer_table.main(BASE + ["--shard", bad, "--table-only"]) == 2
