@@ -2,8 +2,14 @@
 
     python benchmarks/transfer_table.py --movielens ../shared/data/ml-1m [--quick] [--seeds 3]
         [--work /tmp/peterrec-transfer] [--strategies peterrec-serial fine-all ...] [--tasks gender ...]
-        [--readout tcl+mean] [--context 100] [--non-causal] [--pretrain-epochs N] [--epochs N]
-        [--learning-rate LR] [--bottleneck B] [--out benchmarks/results/transfer_table.md]
+        [--readout tcl+mean] [--readout-norm] [--context 100] [--non-causal] [--pretrain-epochs N]
+        [--epochs N] [--patience N] [--learning-rate LR] [--lr-schedule cosine]
+        [--classification-monitor val_loss] [--cold-start-embedding-dim D] [--bottleneck B]
+        [--prepare-only | --shard K/N | --table-only] [--out benchmarks/results/transfer_table.md]
+
+The published table's settings are in the Makefile (``make bench-transfer``: prepares once, then
+fine-tunes in JOBS processes that share the work dir with ``--shard``, then measures the step
+times alone and writes the table).
 
 Steps (each reused when its output exists, so the script resumes where it stopped):
 
@@ -620,6 +626,8 @@ def parse_args(argv=None):
     parser.add_argument("--shard", default="0/1", metavar="K/N",
                         help="run only the pending runs K, K+N, K+2N, ... (start N processes on one work dir, "
                              "K = 0..N-1; each finished run is appended to the shared results file)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="ingest, pretrain and compute the baselines, then stop (before starting shards)")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--table-only", action="store_true", help="print the table from finished runs, run nothing")
@@ -680,6 +688,9 @@ def main(argv=None) -> int:
             pretraining[setup] = pretrain_setup(setup, data_paths[setup], work, settings)
         if not args.no_baselines:
             baselines = compute_baselines(data_paths, args.tasks, work, settings)
+        if args.prepare_only:
+            progress("data, pretraining and baselines are ready (--prepare-only): no fine-tuning run")
+            return 0
         timing_path = os.path.join(work, f"timing-{tag}.json")
         if os.path.exists(timing_path):
             with open(timing_path) as handle:
