@@ -13,7 +13,7 @@ or a cold-start task) over the item vocabulary of a SequenceExampleGen run.
 Both are Beam executors: the pipeline's ``beam_pipeline_args`` reach the ingestion
 unchanged, so the same component runs on the DirectRunner, Flink, Spark or Dataflow
 (on the local DirectRunner they skip TFX's ephemeral TFX sdist, see
-``_LocalAwareBeamExecutor``).
+``LocalAwareBeamExecutor``).
 
 ``SourceFingerprintDriver`` runs before the cache check (local and Beam orchestrators):
 it adds a fingerprint of the source files (names, sizes, modification times) to the
@@ -253,7 +253,7 @@ def _write_summary(rejects_uri: str, summary: Dict[str, Any]) -> None:
             json.dump(summary, handle, indent=2, sort_keys=True)
 
 
-class _LocalAwareBeamExecutor(base_beam_executor.BaseBeamExecutor):
+class LocalAwareBeamExecutor(base_beam_executor.BaseBeamExecutor):
     """A Beam executor that skips TFX's dependency packaging on the local DirectRunner.
 
     With non-empty ``beam_pipeline_args`` TFX's ``BaseBeamExecutor`` copies its whole
@@ -273,7 +273,7 @@ class _LocalAwareBeamExecutor(base_beam_executor.BaseBeamExecutor):
             super().__init__(context)
 
 
-class SequenceExampleGenExecutor(_LocalAwareBeamExecutor):
+class SequenceExampleGenExecutor(LocalAwareBeamExecutor):
     """Runs the Beam ingestion into the Examples, Vocabulary and IngestRejects artifacts."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -362,7 +362,7 @@ def task_config_from_json(kind: str, text: Any):
                                 f"{TASK_CONFIG_KEY} ({normalise_kind(kind)})")
 
 
-class TaskExampleGenExecutor(_LocalAwareBeamExecutor):
+class TaskExampleGenExecutor(LocalAwareBeamExecutor):
     """Builds a task's examples over a SequenceExampleGen item vocabulary (see component.py)."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],

@@ -38,7 +38,7 @@ from tfx.components.statistics_gen import component as statistics_gen_component
 from tfx.components.statistics_gen import executor as statistics_gen_executor
 from tfx.components.trainer import component as trainer_component
 from tfx.components.trainer import executor as trainer_executor
-from tfx.dsl.components.base import base_beam_executor, base_component, base_executor, executor_spec
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.dsl.io import fileio
 from tfx.orchestration import data_types
 from tfx.proto import pusher_pb2, trainer_pb2
@@ -46,7 +46,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, json_utils, proto_utils
 
-from peterrec.components import beam_options
+from peterrec.components import executor as executor_lib
 from peterrec.components.artifact_types import Vocabulary
 from peterrec.pipeline import config as config_lib
 
@@ -219,23 +219,9 @@ class StrictExampleValidator(example_validator_component.ExampleValidator):
 
 
 # ----------------------------------------------------------------------- statistics
-class LocalStatisticsGenExecutor(statistics_gen_executor.Executor):
-    """TFX's StatisticsGen executor without the dependency packaging on the local DirectRunner.
-
-    Given any ``beam_pipeline_args``, TFX's Beam executors build a ``tfx_ephemeral`` source
-    package of TFX for remote workers (seconds per execution and tens of MB left in /tmp).
-    DirectRunner workers share this Python environment and need none; remote runners (Flink,
-    Spark, Dataflow) still get TFX's usual behaviour.
-    """
-
-    def __init__(self, context: Optional[base_beam_executor.BaseBeamExecutor.Context] = None):
-        if (isinstance(context, base_beam_executor.BaseBeamExecutor.Context)
-                and beam_options.is_local_direct(context.beam_pipeline_args)):
-            base_executor.BaseExecutor.__init__(self, context)  # pylint: disable=non-parent-init-called
-            self._beam_pipeline_args = list(context.beam_pipeline_args or [])
-            self._make_beam_pipeline_fn = context.make_beam_pipeline_fn
-        else:
-            super().__init__(context)
+class LocalStatisticsGenExecutor(executor_lib.LocalAwareBeamExecutor, statistics_gen_executor.Executor):
+    """TFX's StatisticsGen executor without the dependency packaging on the local DirectRunner
+    (the ingestion executors' ``LocalAwareBeamExecutor`` in front of TFX's executor)."""
 
 
 class LocalStatisticsGen(statistics_gen_component.StatisticsGen):
