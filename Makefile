@@ -58,13 +58,13 @@ TRANSFER_WORK ?= /tmp/peterrec-transfer
 JOBS ?= 2
 bench-transfer: setup
 	$(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS) $(TRANSFER_ARGS) --work $(TRANSFER_WORK) --prepare-only
-	@echo "fine-tuning in $(JOBS) processes; follow them with: tail -f $(TRANSFER_WORK)/shard-*.log"
+	@echo "fine-tuning in $(JOBS) processes sharing the plan; follow them with: tail -f $(TRANSFER_WORK)/worker-*.log"
 	pids=""; for k in $$(seq 0 $$(($(JOBS) - 1))); do \
 		TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 $(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS) \
-			$(TRANSFER_ARGS) --work $(TRANSFER_WORK) --no-timing --no-baselines --shard $$k/$(JOBS) \
-			--out $(TRANSFER_WORK)/shard-$$k.md > $(TRANSFER_WORK)/shard-$$k.log 2>&1 & pids="$$pids $$!"; \
+			$(TRANSFER_ARGS) --work $(TRANSFER_WORK) --no-timing --no-baselines \
+			--out $(TRANSFER_WORK)/worker-$$k.md > $(TRANSFER_WORK)/worker-$$k.log 2>&1 & pids="$$pids $$!"; \
 	done; status=0; for pid in $$pids; do wait $$pid || status=1; done; \
-	test $$status = 0 || { echo "a fine-tuning shard failed: see $(TRANSFER_WORK)/shard-*.log" >&2; exit 1; }
+	test $$status = 0 || { echo "a fine-tuning process failed: see $(TRANSFER_WORK)/worker-*.log" >&2; exit 1; }
 	$(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS) $(TRANSFER_ARGS) --work $(TRANSFER_WORK)
 
 bench-transfer-quick: setup

@@ -5,11 +5,13 @@
         [--readout tcl+mean] [--readout-norm] [--context 100] [--non-causal] [--pretrain-epochs N]
         [--epochs N] [--patience N] [--learning-rate LR] [--lr-schedule cosine]
         [--classification-monitor val_loss] [--cold-start-embedding-dim D] [--bottleneck B]
-        [--prepare-only | --shard K/N | --table-only] [--out benchmarks/results/transfer_table.md]
+        [--prepare-only | --table-only] [--out benchmarks/results/transfer_table.md]
 
 The published table's settings are in the Makefile (``make bench-transfer``: prepares once, then
-fine-tunes in JOBS processes that share the work dir with ``--shard``, then measures the step
-times alone and writes the table).
+fine-tunes in JOBS identical processes that share the work dir, then measures the step times
+alone and writes the table). Processes on one work dir share the plan: each takes the next
+pending run that no other process has claimed (benchmarks/run_claims.py), so any number of
+them can be started, stopped and restarted.
 
 Steps (each reused when its output exists, so the script resumes where it stopped):
 
@@ -46,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import baselines as baselines_lib  # noqa: E402  (benchmarks/ is not a package)
+from run_claims import RunClaims  # noqa: E402
 
 STRATEGIES = ("peterrec-serial", "peterrec-parallel", "iak", "fine-all", "fine-cls", "fine-last", "peter-zero")
 ATTRIBUTE_TASKS = ("gender", "age", "occupation")
@@ -463,7 +466,7 @@ def format_table(rows: List[Dict[str, Any]], baselines: Dict[str, Any], pretrain
                  timing: Optional[Dict[str, float]], settings: Dict[str, Any], tag: str, tasks: List[str],
                  strategies: List[str], seeds: List[int], command: str) -> str:
     """The markdown report: main table, parameters, cold-start details, pretraining, timing."""
-    rows = [r for r in rows if r.get("tag") == tag]
+    rows = [r for r in rows if r.get("tag") == tag and r.get("seed") in seeds]
     by_cell: Dict[tuple, List[Dict[str, Any]]] = {}
     for row in rows:
         by_cell.setdefault((row["task"], row["strategy"]), []).append(row)
@@ -623,11 +626,9 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="fine-tuning lr (frozen strategies)")
     parser.add_argument("--fine-all-learning-rate", type=float, default=1e-3, help="lr of fine-all and fine-last")
     parser.add_argument("--bottleneck", type=int, default=16)
-    parser.add_argument("--shard", default="0/1", metavar="K/N",
-                        help="run only the pending runs K, K+N, K+2N, ... (start N processes on one work dir, "
-                             "K = 0..N-1; each finished run is appended to the shared results file)")
     parser.add_argument("--prepare-only", action="store_true",
-                        help="ingest, pretrain and compute the baselines, then stop (before starting shards)")
+                        help="ingest, pretrain and compute the baselines, then stop (before starting several "
+                             "fine-tuning processes on the work dir)")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--table-only", action="store_true", help="print the table from finished runs, run nothing")
@@ -651,15 +652,20 @@ def run_command(argv: List[str], movielens: str) -> str:
     return "python benchmarks/transfer_table.py " + " ".join(shown)
 
 
+def run_plan(seeds: List[int], strategies: List[str], tasks: List[str]) -> List[tuple]:
+    """Every (seed, task, strategy) to run: seed-major, then the strategies the Done-when criteria
+    compare first, so a partial run still fills whole comparisons."""
+    order = sorted(strategies, key=lambda s: RUN_ORDER.index(s))
+    return [(seed, task, strategy) for seed in seeds for strategy in order for task in tasks]
+
+
+def finished_runs(rows: List[Dict[str, Any]], tag: str) -> set:
+    """The (seed, task, strategy) of every finished run with this settings tag."""
+    return {(r["seed"], r["task"], r["strategy"]) for r in rows if r.get("tag") == tag}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        shard_index, shard_count = (int(part) for part in args.shard.split("/"))
-        if not 0 <= shard_index < shard_count:
-            raise ValueError
-    except ValueError:
-        print(f"error: --shard must be K/N with 0 <= K < N, got {args.shard!r}", file=sys.stderr)
-        return 2
     import peterrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
     work = os.path.abspath(args.work)
@@ -703,32 +709,33 @@ def main(argv=None) -> int:
                 json.dump(timing, handle, indent=2)
             progress("step times: " + ", ".join(f"{s} {v * 1000:.1f} ms" for s, v in timing.items()))
 
-        done = {(r["task"], r["strategy"], r["seed"]) for r in read_results(results_path) if r.get("tag") == tag}
-        # Seed-major, then the strategies the Done-when criteria compare first, so a partial run
-        # still fills whole comparisons.
-        order = sorted(args.strategies, key=lambda s: RUN_ORDER.index(s))
-        plan = [(seed, task, strategy) for seed in seeds for strategy in order for task in args.tasks]
-        todo = [p for p in plan if (p[1], p[2], p[0]) not in done]
-        progress(f"{len(plan) - len(todo)} of {len(plan)} fine-tuning runs already finished; {len(todo)} to go")
-        if shard_count > 1:
-            # By position in the full plan, so every process agrees whatever has finished.
-            mine = set(plan[shard_index::shard_count])
-            todo = [p for p in todo if p in mine]
-            progress(f"shard {shard_index}/{shard_count}: this process runs {len(todo)} of them")
-        for index, (seed, task, strategy) in enumerate(todo, 1):
-            # Another process on the same work dir may have finished it meanwhile.
-            if any(r.get("tag") == tag and (r["task"], r["strategy"], r["seed"]) == (task, strategy, seed)
-                   for r in read_results(results_path)):
-                progress(f"run {index}/{len(todo)}: {task}/{strategy}/seed {seed} finished elsewhere, skipped")
+        plan = run_plan(seeds, args.strategies, args.tasks)
+        finished = finished_runs(read_results(results_path), tag)
+        pending = [p for p in plan if p not in finished]
+        progress(f"{len(plan) - len(pending)} of {len(plan)} fine-tuning runs already finished; "
+                 f"{len(pending)} to go (shared with any other process on this work dir)")
+        claims = RunClaims(os.path.join(work, "claims", tag))
+        for index, (seed, task, strategy) in enumerate(pending, 1):
+            name = f"{task}/{strategy}/seed {seed}"
+            key = f"{task}-{strategy}-{seed}"
+            if not claims.claim(key):
+                progress(f"run {index}/{len(pending)}: {name} is running in another process, skipped")
                 continue
-            progress(f"run {index}/{len(todo)}: task {task}, strategy {strategy}, seed {seed}")
-            setup = data_paths[task]["setup"]
-            row = run_finetune(task, strategy, seed, data_paths[task], pretraining[setup]["export_dir"], work,
-                               settings, tag)
-            with open(results_path, "a") as handle:
-                handle.write(json.dumps(row, sort_keys=True) + "\n")
+            try:
+                # Checked after claiming: another process may have finished it since the plan was read.
+                if (seed, task, strategy) in finished_runs(read_results(results_path), tag):
+                    progress(f"run {index}/{len(pending)}: {name} finished elsewhere, skipped")
+                    continue
+                progress(f"run {index}/{len(pending)}: task {task}, strategy {strategy}, seed {seed}")
+                setup = data_paths[task]["setup"]
+                row = run_finetune(task, strategy, seed, data_paths[task], pretraining[setup]["export_dir"], work,
+                                   settings, tag)
+                with open(results_path, "a") as handle:
+                    handle.write(json.dumps(row, sort_keys=True) + "\n")
+            finally:
+                claims.release(key)
             shown = {k: round(v, 4) for k, v in row["metrics"].items() if k in ("accuracy", "mrr@5", "hr@10")}
-            progress(f"finished {task}/{strategy}/seed {seed} in {row['elapsed_seconds'] / 60:.1f} min: {shown}, "
+            progress(f"finished {name} in {row['elapsed_seconds'] / 60:.1f} min: {shown}, "
                      f"{row['trainable_percent']:.2f}% of fine-all's parameters")
     else:
         for setup_dir in sorted(os.listdir(os.path.join(work, "pretrain"))) if os.path.isdir(

@@ -1,5 +1,5 @@
 """The transfer-table benchmark's bookkeeping (benchmarks/transfer_table.py): settings tags,
-sharding and the Done-when verdicts. No model runs here; the benchmark itself needs ML-1M."""
+the run plan, the table and the Done-when verdicts. No model runs here; the benchmark itself needs ML-1M."""
 
 import importlib.util
 import os
@@ -45,9 +45,28 @@ def test_task_and_run_configs_follow_the_settings():
     assert gender.seed == 2
 
 
-def test_a_bad_shard_is_an_error_message(capsys):
-    assert transfer_table.main(BASE + ["--shard", "2/2", "--table-only"]) == 2
-    assert "--shard must be K/N" in capsys.readouterr().err
+def test_the_plan_is_seed_major_with_the_compared_strategies_first():
+    plan = transfer_table.run_plan([0, 1], ["fine-cls", "peterrec-serial"], ["gender", "age"])
+    assert plan == [(0, "gender", "peterrec-serial"), (0, "age", "peterrec-serial"), (0, "gender", "fine-cls"),
+                    (0, "age", "fine-cls"), (1, "gender", "peterrec-serial"), (1, "age", "peterrec-serial"),
+                    (1, "gender", "fine-cls"), (1, "age", "fine-cls")]
+
+
+def test_finished_runs_are_those_of_the_tag():
+    rows = [{"tag": "a", "seed": 0, "task": "age", "strategy": "fine-all"},
+            {"tag": "b", "seed": 1, "task": "age", "strategy": "fine-all"}]
+    assert transfer_table.finished_runs(rows, "a") == {(0, "age", "fine-all")}
+
+
+def test_the_table_counts_only_the_requested_seeds():
+    rows = [{"tag": "t", "seed": seed, "task": "gender", "strategy": "fine-all", "trainable_params": 10,
+             "fine_all_params": 10, "trainable_percent": 100.0, "metrics": {"accuracy": 0.70 + seed / 100}}
+            for seed in range(5)]
+    table = transfer_table.format_table(rows, {}, {}, None, {}, "t", ["gender"], ["fine-all"], [0, 1, 2], "cmd")
+    assert "| fine-all | 0.7100 ± 0.0100 (n=3) |" in table
+    everything = transfer_table.format_table(rows, {}, {}, None, {}, "t", ["gender"], ["fine-all"], list(range(5)),
+                                             "cmd")
+    assert "| fine-all | 0.7200 ± 0.0158 (n=5) |" in everything
 
 
 def _verdicts(means, percents, baselines):
@@ -82,7 +101,3 @@ def test_criteria_without_runs_say_so():
     assert any("no finished run" in line for line in lines)
     assert not any("PASS" in line or "FAIL" in line for line in lines)
 
-
-@pytest.mark.parametrize("bad", ["1", "a/b", "3/x", "0/0"])
-def test_shard_must_be_k_over_n(bad, capsys):
-    assert transfer_table.main(BASE + ["--shard", bad, "--table-only"]) == 2
