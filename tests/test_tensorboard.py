@@ -44,3 +44,14 @@ def test_tensorboard_command_is_registered_with_a_loopback_default():
     args = build_parser().parse_args(["tensorboard", "--logdir", "runs/x"])
     assert (args.logdir, args.port, args.host) == ("runs/x", 6006, "127.0.0.1")
     assert args.handler.__name__ == "_tensorboard"
+
+
+def test_tensorboards_own_command_starts_in_the_pinned_environment():
+    """TensorBoard 2.16's ``tensorboard`` command imports pkg_resources (setuptools < 81, pinned)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from tensorboard.main import run_main; run_main()", "--help"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--logdir" in done.stdout
