@@ -38,6 +38,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import os
 import statistics
 import sys
@@ -408,11 +409,15 @@ def _metric_of(task: str) -> str:
 PETERREC = ("peterrec-serial", "peterrec-parallel")
 
 
-def criteria_lines(mean_of, percent_of, baselines: Dict[str, Any], tasks: List[str]) -> List[str]:
+def criteria_lines(mean_of, percent_of, baselines: Dict[str, Any], tasks: List[str],
+                   std_error_of=None) -> List[str]:
     """The issue's Done-when criteria, each checked on the seed means: PASS / FAIL with the numbers.
 
     mean_of(task, strategy, metric) -> mean over finished seeds or None; percent_of(task, strategy)
-    -> trainable % of fine-all or None. "Best PeterRec" is the better of the two insertions per task.
+    -> trainable % of fine-all or None; std_error_of(task, strategy, metric) -> standard error of
+    that mean or None (optional: when given, the comparisons between strategies show the standard
+    error of the difference, so a verdict inside the seeds' noise reads as such). "Best PeterRec" is the
+    better of the two insertions per task.
     """
     lines = ["## Done-when criteria (seed means)", "", "| criterion | task | numbers | verdict |", "|---|---|---|---|"]
 
@@ -427,23 +432,32 @@ def criteria_lines(mean_of, percent_of, baselines: Dict[str, Any], tasks: List[s
             row("PeterRec measured", task, "no finished run", None)
             continue
         best, name = max(candidates)
+        def difference_error(other):
+            errors = [std_error_of(task, s, metric) for s in (name, other)] if std_error_of else [None]
+            return math.hypot(*errors) if None not in errors else None
+
         fine_all = mean_of(task, "fine-all", metric)
         if fine_all is not None:
+            error = difference_error("fine-all")
             if task == "cold_start":
                 relative = (best - fine_all) / fine_all
+                noise = "" if error is None else f" ± {error / fine_all:.1%}"
                 row("best PeterRec within 2 % relative of fine-all (MRR@5)", task,
-                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({relative:+.1%})", relative >= -0.02)
+                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({relative:+.1%}{noise})", relative >= -0.02)
             else:
                 gap = 100 * (best - fine_all)
+                noise = "" if error is None else f" ± {100 * error:.2f}"
                 row("best PeterRec within 1 accuracy point of fine-all", task,
-                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({gap:+.2f} points)", gap >= -1.0)
+                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({gap:+.2f}{noise} points)", gap >= -1.0)
         percent = percent_of(task, name)
         if percent is not None:
             row("at most 10 % of fine-all's trainable parameters", task, f"{name} {percent:.2f} %", percent <= 10.0)
         for other in ("fine-cls", "peter-zero"):
             value = mean_of(task, other, metric)
             if value is not None:
-                row(f"PeterRec beats {other}", task, f"{best:.4f} vs {value:.4f}", best > value)
+                error = difference_error(other)
+                noise = "" if error is None else f" ({best - value:+.4f} ± {error:.4f})"
+                row(f"PeterRec beats {other}", task, f"{best:.4f} vs {value:.4f}{noise}", best > value)
         reference = baselines.get(task, {})
         if task == "cold_start":
             hr = max(mean_of(task, s, "hr@10") or 0.0 for s in PETERREC)
@@ -523,7 +537,13 @@ def format_table(rows: List[Dict[str, Any]], baselines: Dict[str, Any], pretrain
         cell = by_cell.get((task, strategy))
         return cell[0]["trainable_percent"] if cell else None
 
-    lines += criteria_lines(mean_of, percent_of, baselines, tasks)
+    def std_error_of(task, strategy, metric):
+        found = values(task, strategy, metric)
+        return statistics.stdev(found) / math.sqrt(len(found)) if len(found) > 1 else None
+
+    lines += criteria_lines(mean_of, percent_of, baselines, tasks, std_error_of)
+    lines += ["± after a difference: one standard error of that difference over the seeds "
+              "(sqrt(se1² + se2²)); a gap smaller than that is inside the seeds' noise.", ""]
 
     lines += ["## Trainable parameters, % of fine-all (same task)", "",
               "| model | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]

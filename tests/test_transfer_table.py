@@ -67,6 +67,7 @@ def test_the_table_counts_only_the_requested_seeds():
     everything = transfer_table.format_table(rows, {}, {}, None, {}, "t", ["gender"], ["fine-all"], list(range(5)),
                                              "cmd")
     assert "| fine-all | 0.7200 ± 0.0158 (n=5) |" in everything
+    assert "one standard error of that difference" in everything
 
 
 def _verdicts(means, percents, baselines):
@@ -94,6 +95,23 @@ def test_criteria_take_the_better_insertion_and_say_pass_or_fail():
     assert verdicts[("best PeterRec within 2 % relative of fine-all (MRR@5)", "cold_start")] == "PASS"  # -1.7 %
     assert verdicts[("at most 10 % of fine-all's trainable parameters", "cold_start")] == "FAIL"
     assert verdicts[("PeterRec beats item kNN on HR@10", "cold_start")] == "FAIL"
+
+
+def test_comparisons_show_the_standard_error_of_the_difference():
+    means = {("age", "peterrec-serial", "accuracy"): 0.36, ("age", "fine-all", "accuracy"): 0.365,
+             ("age", "fine-cls", "accuracy"): 0.35, ("cold_start", "peterrec-serial", "mrr@5"): 0.024, ("cold_start", "fine-all", "mrr@5"): 0.020}
+    errors = {("age", "peterrec-serial", "accuracy"): 0.006, ("age", "fine-all", "accuracy"): 0.008,
+              ("age", "fine-cls", "accuracy"): 0.0045,
+              ("cold_start", "peterrec-serial", "mrr@5"): 0.0003, ("cold_start", "fine-all", "mrr@5"): 0.0004}
+    lines = transfer_table.criteria_lines(lambda t, s, m: means.get((t, s, m)), lambda t, s: None, {},
+                                          ["age", "cold_start"], lambda t, s, m: errors.get((t, s, m)))
+    text = "\n".join(lines)
+    assert "(-0.50 ± 1.00 points)" in text  # hypot(0.6, 0.8) = 1.0 point
+    assert "(+20.0% ± 2.5%)" in text  # hypot(0.0003, 0.0004) / 0.020
+    assert "0.3600 vs 0.3500 (+0.0100 ± 0.0075)" in text  # beats fine-cls: hypot(0.006, 0.0045)
+    one_seed = transfer_table.criteria_lines(lambda t, s, m: means.get((t, s, m)), lambda t, s: None, {},
+                                             ["age"], lambda t, s, m: None)
+    assert "(-0.50 points)" in "\n".join(one_seed)
 
 
 def test_criteria_without_runs_say_so():
