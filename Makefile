@@ -52,7 +52,7 @@ bench-ingest: setup
 
 # The published table's settings (benchmarks/results/transfer_table.md). JOBS processes share
 # the runs (one TF thread each); then one process measures step times alone and prints the table.
-TRANSFER_ARGS ?= --seeds 3 --pretrain-epochs 8 --epochs 15 --patience 5 --learning-rate 3e-3 --readout-norm \
+TRANSFER_ARGS ?= --seeds 5 --pretrain-epochs 8 --epochs 30 --patience 5 --learning-rate 3e-3 --readout-norm \
 	--classification-monitor val_loss --lr-schedule cosine --cold-start-embedding-dim 8
 TRANSFER_WORK ?= /tmp/peterrec-transfer
 JOBS ?= 2

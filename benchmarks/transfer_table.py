@@ -416,13 +416,16 @@ def criteria_lines(mean_of, percent_of, baselines: Dict[str, Any], tasks: List[s
     mean_of(task, strategy, metric) -> mean over finished seeds or None; percent_of(task, strategy)
     -> trainable % of fine-all or None; std_error_of(task, strategy, metric) -> standard error of
     that mean or None (optional: when given, the comparisons between strategies show the standard
-    error of the difference, so a verdict inside the seeds' noise reads as such). "Best PeterRec" is the
-    better of the two insertions per task.
+    error of the difference, and a verdict whose margin to its threshold is smaller than that
+    error says so: it would flip within the seeds' noise). "Best PeterRec" is the better of the two
+    insertions per task.
     """
     lines = ["## Done-when criteria (seed means)", "", "| criterion | task | numbers | verdict |", "|---|---|---|---|"]
 
-    def row(criterion, task, numbers, ok):
+    def row(criterion, task, numbers, ok, margin=None, error=None):
         verdict = "—" if ok is None else ("PASS" if ok else "FAIL")
+        if ok is not None and margin is not None and error is not None and abs(margin) < error:
+            verdict += " (inside one s.e.)"
         lines.append(f"| {criterion} | {task} | {numbers} | {verdict} |")
 
     for task in tasks:
@@ -432,6 +435,7 @@ def criteria_lines(mean_of, percent_of, baselines: Dict[str, Any], tasks: List[s
             row("PeterRec measured", task, "no finished run", None)
             continue
         best, name = max(candidates)
+
         def difference_error(other):
             errors = [std_error_of(task, s, metric) for s in (name, other)] if std_error_of else [None]
             return math.hypot(*errors) if None not in errors else None
@@ -443,12 +447,14 @@ def criteria_lines(mean_of, percent_of, baselines: Dict[str, Any], tasks: List[s
                 relative = (best - fine_all) / fine_all
                 noise = "" if error is None else f" ± {error / fine_all:.1%}"
                 row("best PeterRec within 2 % relative of fine-all (MRR@5)", task,
-                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({relative:+.1%}{noise})", relative >= -0.02)
+                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({relative:+.1%}{noise})", relative >= -0.02,
+                    best - 0.98 * fine_all, error)
             else:
                 gap = 100 * (best - fine_all)
                 noise = "" if error is None else f" ± {100 * error:.2f}"
                 row("best PeterRec within 1 accuracy point of fine-all", task,
-                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({gap:+.2f}{noise} points)", gap >= -1.0)
+                    f"{name} {best:.4f} vs fine-all {fine_all:.4f} ({gap:+.2f}{noise} points)", gap >= -1.0,
+                    best - fine_all + 0.01, error)
         percent = percent_of(task, name)
         if percent is not None:
             row("at most 10 % of fine-all's trainable parameters", task, f"{name} {percent:.2f} %", percent <= 10.0)
@@ -457,7 +463,8 @@ def criteria_lines(mean_of, percent_of, baselines: Dict[str, Any], tasks: List[s
             if value is not None:
                 error = difference_error(other)
                 noise = "" if error is None else f" ({best - value:+.4f} ± {error:.4f})"
-                row(f"PeterRec beats {other}", task, f"{best:.4f} vs {value:.4f}{noise}", best > value)
+                row(f"PeterRec beats {other}", task, f"{best:.4f} vs {value:.4f}{noise}", best > value, best - value,
+                    error)
         reference = baselines.get(task, {})
         if task == "cold_start":
             hr = max(mean_of(task, s, "hr@10") or 0.0 for s in PETERREC)
@@ -543,7 +550,8 @@ def format_table(rows: List[Dict[str, Any]], baselines: Dict[str, Any], pretrain
 
     lines += criteria_lines(mean_of, percent_of, baselines, tasks, std_error_of)
     lines += ["± after a difference: one standard error of that difference over the seeds "
-              "(sqrt(se1² + se2²)); a gap smaller than that is inside the seeds' noise.", ""]
+              "(sqrt(se1² + se2²)). A verdict marked \"inside one s.e.\" is nearer its threshold than that: "
+              "the seeds cannot tell it from the opposite verdict.", ""]
 
     lines += ["## Trainable parameters, % of fine-all (same task)", "",
               "| model | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]

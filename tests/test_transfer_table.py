@@ -109,6 +109,13 @@ def test_comparisons_show_the_standard_error_of_the_difference():
     assert "(-0.50 ± 1.00 points)" in text  # hypot(0.6, 0.8) = 1.0 point
     assert "(+20.0% ± 2.5%)" in text  # hypot(0.0003, 0.0004) / 0.020
     assert "0.3600 vs 0.3500 (+0.0100 ± 0.0075)" in text  # beats fine-cls: hypot(0.006, 0.0045)
+    by_criterion = {(line.split(" | ")[0][2:], line.split(" | ")[1]): line.rsplit(" | ", 1)[1][:-2]
+                    for line in lines if line.startswith("| ") and not line.startswith("| criterion")}
+    # -0.5 points is 0.5 from the 1-point limit, inside the 1.0-point error; +1 point over fine-cls is
+    # more than its 0.75-point error; +20 % is far from -2 %.
+    assert by_criterion[("best PeterRec within 1 accuracy point of fine-all", "age")] == "PASS (inside one s.e.)"
+    assert by_criterion[("PeterRec beats fine-cls", "age")] == "PASS"
+    assert by_criterion[("best PeterRec within 2 % relative of fine-all (MRR@5)", "cold_start")] == "PASS"
     one_seed = transfer_table.criteria_lines(lambda t, s, m: means.get((t, s, m)), lambda t, s: None, {},
                                              ["age"], lambda t, s, m: None)
     assert "(-0.50 points)" in "\n".join(one_seed)
