@@ -11,8 +11,8 @@ def test_backbone_defaults_and_block_layout():
     config = BackboneConfig(vocab_size=100).validate()
     assert config.embedding_dim == 64 and config.layer_norm_epsilon == 1e-8 and config.causal
     assert config.num_blocks == 4
-    assert config.block_dilations == ((1, 2), (4, 8), (1, 2), (4, 8))
-    assert config.receptive_field() == 1 + 2 * 30
+    assert config.block_dilations == ((1, 2), (4, 8), (16, 32), (64, 128))
+    assert config.receptive_field() == 1 + 2 * 255
 
 
 def test_round_trips_through_json():

@@ -183,7 +183,7 @@ def test_config_round_trip_and_validation(setup):
     config = _config(dataset)
     again = FinetuneConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
-    assert again.resolved_monitor == "val_accuracy"
+    assert again.resolved_monitor == "val_loss"
     assert _config(dataset, kind="cold_start").resolved_monitor == "val_mrr@5"
     with pytest.raises(ValueError, match="unknown keys"):
         FinetuneConfig.from_dict({**config.to_dict(), "lr": 0.1})

@@ -110,8 +110,9 @@ def test_trainable_counts_and_percentages():
     backbone = _backbone()
     counts = {}
     for strategy in ("peterrec-serial", "fine-all", "fine-cls", "fine-last", "iak"):
-        model = build_task_model(backbone, TaskConfig("t", num_outputs=4, strategy=strategy,
-                                                      adapter=AdapterConfig(bottleneck=2)))
+        # The plain [TCL] read-out, whose parameter count the formulas below spell out.
+        model = build_task_model(backbone, TaskConfig("t", num_outputs=4, strategy=strategy, readout="tcl",
+                                                      readout_norm=False, adapter=AdapterConfig(bottleneck=2)))
         counts[strategy] = model.parameter_report()
     fine_all = counts["fine-all"]
     assert fine_all["trainable_percent"] == pytest.approx(100.0)

@@ -38,12 +38,16 @@ def test_arguments_map_to_configs():
     assert (task.name, task.kind, task.strategy, task.readout) == ("age", "classification", "iak", "mean")
     assert task.effective_adapter().kind == "iak" and task.adapter.placement == "parallel"
     assert task.adapter.bottleneck == 4 and task.train_layer_norm is False and config.learning_rate == 0.01
-    assert (task.readout_norm, task.head_embedding_dim, config.lr_schedule) == (False, 0, "constant")
+    # The defaults are the recipe: tcl+mean with a LayerNorm per part, cosine decay, val_loss.
+    assert (task.readout_norm, task.head_embedding_dim, config.lr_schedule) == (True, 0, "cosine")
+    assert (config.epochs, config.early_stopping_patience, config.max_len, config.resolved_monitor) == \
+        (30, 5, 200, "val_loss")
     args = parser.parse_args(["finetune", "--backbone", "b", "--examples", "e", "--task-name", "genre",
-                              "--kind", "cold_start", "--output", "o", "--readout-norm", "--head-embedding-dim", "8",
-                              "--lr-schedule", "cosine"])
+                              "--kind", "cold_start", "--output", "o", "--no-readout-norm", "--head-embedding-dim", "8",
+                              "--lr-schedule", "constant"])
     config = cli.finetune_config_from_args(args)
-    assert (config.task.readout_norm, config.task.head_embedding_dim, config.lr_schedule) == (True, 8, "cosine")
+    assert (config.task.readout, config.task.readout_norm, config.task.head_embedding_dim, config.lr_schedule) == \
+        ("tcl+mean", False, 8, "constant")
     with pytest.raises(SystemExit):
         parser.parse_args(["pretrain", "--examples", "e", "--vocabulary", "v", "--output", "o", "--dilations", "1,x"])
 

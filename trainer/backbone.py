@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from peterrec.components import ids
-from peterrec.trainer.config import BackboneConfig
+from peterrec.trainer.config import DEFAULT_DILATIONS, BackboneConfig
 
 # Our methods have no data-dependent Python control flow: skipping AutoGraph's source
 # conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
@@ -162,7 +162,7 @@ class NextItNetBackbone(keras.Model):
     - ``item_logits(hidden)`` -> [..., V] scores of every item (pretraining head).
     """
 
-    def __init__(self, vocab_size: int, embedding_dim: int = 64, dilations=(1, 2, 4, 8, 1, 2, 4, 8),
+    def __init__(self, vocab_size: int, embedding_dim: int = 64, dilations=DEFAULT_DILATIONS,
                  kernel_size: int = 3, causal: bool = True, layer_norm_epsilon: float = 1e-8,
                  dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)

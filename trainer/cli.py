@@ -6,7 +6,7 @@ Only argparse is imported here; TensorFlow and the trainer load inside the handl
 on bad input (missing files, vocabulary mismatches, invalid settings).
 
     peterrec pretrain --examples EX --vocabulary VOCAB --output RUN [--epochs 10 --dim 64
-        --dilations 1,2,4,8,1,2,4,8 --objective next_item|cloze --softmax full|sampled ...]
+        --dilations 1,2,4,8,16,32,64,128 --objective next_item|cloze --softmax full|sampled ...]
     peterrec finetune --backbone RUN/export --examples TASK_EX --task-name gender
         --kind classification --strategy peterrec-serial --output FT [--task-vocabulary DIR ...]
 """
@@ -29,18 +29,35 @@ def _dilations(text: str):
     return values
 
 
-def _add_loop_arguments(parser, epochs: int) -> None:
-    parser.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+def _add_loop_arguments(parser, defaults) -> None:
+    """The training-loop flags; ``defaults`` is the config class, whose defaults the flags show."""
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help=f"training epochs (default {defaults.epochs})")
     parser.add_argument("--batch-size", type=int, default=64, help="sequences per batch (default 64)")
-    parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=1e-3,
-                        help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--max-len", type=int, default=50, help="most recent items kept per user (default 50)")
+    parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=defaults.learning_rate,
+                        help=f"Adam learning rate (default {defaults.learning_rate:g})")
+    parser.add_argument("--max-len", type=int, default=defaults.max_len,
+                        help=f"context: most recent items the model reads per sequence (default {defaults.max_len})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--patience", type=int, default=3,
-                        help="early stopping: epochs without improvement of --monitor (0: off; default 3)")
+    parser.add_argument("--patience", type=int, default=defaults.early_stopping_patience,
+                        help="early stopping: epochs without improvement of --monitor "
+                             f"(0: off; default {defaults.early_stopping_patience})")
     parser.add_argument("--monitor", default=None, help="eval metric for early stopping and the best epoch")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="training steps per epoch (default: one pass)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress output")
+
+
+def _config_defaults(command: str):
+    """The defaults of a loop's config, read without importing TensorFlow (the configs are plain)."""
+    import dataclasses
+    import types
+
+    if command == "pretrain":
+        from peterrec.trainer.pretrain import PretrainConfig as config_class
+    else:
+        from peterrec.trainer.finetune import FinetuneConfig as config_class
+    return types.SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(config_class)
+                                    if f.default is not dataclasses.MISSING})
 
 
 def register(subparsers) -> None:
@@ -55,8 +72,9 @@ def register(subparsers) -> None:
     pretrain.add_argument("--output", required=True, help="run folder (checkpoints, logs, export, metrics.json)")
     pretrain.add_argument("--export", default=None, help="where to write the backbone export (default OUTPUT/export)")
     pretrain.add_argument("--dim", type=int, default=64, help="embedding and conv width d (default 64)")
-    pretrain.add_argument("--dilations", type=_dilations, default=(1, 2, 4, 8, 1, 2, 4, 8),
-                          help="conv dilations, two per residual block (default 1,2,4,8,1,2,4,8)")
+    pretrain.add_argument("--dilations", type=_dilations, default=None,
+                          help="conv dilations, two per residual block (default 1,2,4,8,16,32,64,128: a "
+                               "receptive field of 511 items with kernel 3)")
     pretrain.add_argument("--kernel-size", type=int, default=3, help="conv kernel width (default 3)")
     pretrain.add_argument("--dropout", type=float, default=0.0, help="dropout in the blocks (default 0)")
     pretrain.add_argument("--objective", choices=("next_item", "cloze"), default="next_item",
@@ -65,7 +83,7 @@ def register(subparsers) -> None:
     pretrain.add_argument("--num-sampled", type=int, default=None,
                           help="negatives per step for the sampled softmax (default 20%% of the items)")
     pretrain.add_argument("--mask-rate", type=float, default=0.3, help="cloze: share of masked positions")
-    _add_loop_arguments(pretrain, epochs=10)
+    _add_loop_arguments(pretrain, _config_defaults("pretrain"))
     pretrain.set_defaults(handler=_pretrain)
 
     finetune = subparsers.add_parser(
@@ -86,14 +104,14 @@ def register(subparsers) -> None:
                           help="item vocabulary the task examples were built with (checked against the backbone)")
     finetune.add_argument("--num-outputs", type=int, default=2,
                           help="classes or target items incl. reserved ids (default 2; from --task-vocabulary)")
-    finetune.add_argument("--readout", choices=("tcl", "mean", "tcl+mean"), default="tcl",
-                          help="user vector: [TCL] position, mean over items, or both (default tcl)")
-    finetune.add_argument("--readout-norm", action="store_true",
-                          help="a task-owned LayerNorm on each read-out part before the head")
+    finetune.add_argument("--readout", choices=("tcl", "mean", "tcl+mean"), default="tcl+mean",
+                          help="user vector: [TCL] position, mean over items, or both (default tcl+mean)")
+    finetune.add_argument("--readout-norm", action=argparse.BooleanOptionalAction, default=True,
+                          help="a task-owned LayerNorm on each read-out part before the head (default on)")
     finetune.add_argument("--head-embedding-dim", type=int, default=0,
                           help="cold start: width of the target-item table (default 0 = user-vector width)")
-    finetune.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                          help="learning-rate schedule over the epochs (default constant)")
+    finetune.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+                          help="learning-rate schedule over the epochs (default cosine)")
     finetune.add_argument("--bottleneck", type=int, default=16, help="patch / IAK bottleneck size (default 16)")
     finetune.add_argument("--placement", choices=("serial", "parallel"), default="serial",
                           help="adapter placement for iak / peter-zero (peterrec-* imply it; default serial)")
@@ -104,7 +122,7 @@ def register(subparsers) -> None:
     finetune.add_argument("--head-hidden-units", type=int, default=0, help="hidden ReLU units in the class head")
     finetune.add_argument("--softmax", choices=("full", "sampled"), default="full", help="cold-start softmax")
     finetune.add_argument("--num-sampled", type=int, default=100, help="cold-start sampled-softmax negatives")
-    _add_loop_arguments(finetune, epochs=10)
+    _add_loop_arguments(finetune, _config_defaults("finetune"))
     finetune.set_defaults(handler=_finetune)
 
 
@@ -129,10 +147,10 @@ def _fail(error: Exception) -> int:
 
 def pretrain_config_from_args(args):
     """The PretrainConfig that ``peterrec pretrain`` runs with these arguments."""
-    from peterrec.trainer.config import BackboneConfig
+    from peterrec.trainer.config import DEFAULT_DILATIONS, BackboneConfig
     from peterrec.trainer.pretrain import PretrainConfig
 
-    backbone = BackboneConfig(vocab_size=0, embedding_dim=args.dim, dilations=args.dilations,
+    backbone = BackboneConfig(vocab_size=0, embedding_dim=args.dim, dilations=args.dilations or DEFAULT_DILATIONS,
                               kernel_size=args.kernel_size, causal=args.objective == "next_item",
                               dropout=args.dropout)
     return PretrainConfig(backbone=backbone, objective=args.objective, softmax=args.softmax,
