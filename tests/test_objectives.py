@@ -170,3 +170,28 @@ def test_pretraining_model_learns_and_reports_ranking_metrics(causal):
     assert set(after) == {"loss", "hr@10", "ndcg@10"}
     assert after["loss"] < before["loss"]
     assert after["hr@10"] > before["hr@10"] and after["hr@10"] > 0.8
+
+
+def test_pretraining_loss_is_the_mean_over_counted_positions_not_over_batches():
+    """Batches of unequal counted positions (5 vs 1 here): each weighs its count in the loss."""
+    backbone = _backbone()
+    objective = NextItemObjective()
+    rows = [[5, 9, 11], [7, 8, 12, 13, 14], [6, 7]]
+    padded = _pad(rows, 6)
+    exact, _, count = objective.loss_and_count(backbone, padded)
+    assert float(count) == sum(len(r) - 1 for r in rows)
+    per_batch = [float(objective(backbone, padded[:2])[0]), float(objective(backbone, padded[2:])[0])]
+    assert abs(np.mean(per_batch) - float(exact)) > 1e-3
+    model = PretrainingModel(backbone, objective)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    batches = tf.data.Dataset.from_tensor_slices({"item_ids": padded}).batch(2)
+    assert model.evaluate(batches, verbose=0, return_dict=True)["loss"] == pytest.approx(float(exact), rel=1e-5)
+    assert model.fit(batches, epochs=1, verbose=0).history["loss"][0] == pytest.approx(float(exact), rel=1e-5)
+
+
+def test_cloze_count_is_the_number_of_selected_positions():
+    backbone = _backbone(causal=False)
+    objective = ClozeObjective(seed=0)
+    loss, _, count = objective.loss_and_count(backbone, _pad(ROWS, 8))
+    real = sum(len(r) for r in ROWS)
+    assert 0 < float(count) <= real and np.isfinite(float(loss))

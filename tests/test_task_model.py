@@ -209,3 +209,42 @@ def test_task_outputs_do_not_depend_on_the_amount_of_left_padding(causal, readou
     logits = [model(tf.constant([[ids.PAD_ID] * pad + sequence], tf.int32)).numpy()[0] for pad in (0, 3, 20)]
     np.testing.assert_allclose(logits[1], logits[0], atol=1e-5)
     np.testing.assert_allclose(logits[2], logits[0], atol=1e-5)
+
+
+def _two_unequal_batches(kind, classes):
+    """One batch of 20 users, and the same users as a dataset of two batches of 16 and 4."""
+    whole = _batch(n=20, kind=kind, classes=classes, seed=3)
+    return whole, tf.data.Dataset.from_tensor_slices(whole).batch(16)
+
+
+@pytest.mark.parametrize("kind, classes", [("classification", 3), ("cold_start", 12)])
+def test_evaluate_loss_is_the_mean_over_examples_not_over_batches(kind, classes):
+    """A last batch of 4 users weighs 4/20 of the reported loss (early stopping compares it)."""
+    from peterrec.trainer import objectives
+
+    backbone = _backbone()
+    model = build_task_model(backbone, TaskConfig("w", kind=kind, num_outputs=classes, strategy="fine-cls",
+                                                  readout="mean"))
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    whole, batches = _two_unequal_batches(kind, classes)
+    logits = model(whole).numpy()
+    if kind == "classification":
+        exact = float(objectives.classification_loss(logits, whole["label"]))
+    else:
+        exact = float(objectives.cold_start_loss(logits, whole["target_item_ids"]))
+        counted = whole["target_item_ids"].numpy() >= len(ids.TARGET_RESERVED_TOKENS)
+        assert float(model.loss_weight(whole)) == float(counted.sum())      # padding targets do not count
+    per_batch = [float(model.compute_task_loss(b, training=False)[0]) for b in batches]
+    assert abs(np.mean(per_batch) - exact) > 1e-3           # the unweighted mean is a different number
+    result = model.evaluate(batches, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(exact, rel=1e-5)
+
+
+def test_training_loss_is_the_mean_over_examples_not_over_batches():
+    backbone = _backbone()
+    model = build_task_model(backbone, TaskConfig("w", num_outputs=3, strategy="fine-cls", readout="mean"))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))     # no update: every step sees the same model
+    whole, batches = _two_unequal_batches("classification", 3)
+    exact = float(model.compute_task_loss(whole, training=True)[0])
+    history = model.fit(batches, epochs=1, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(exact, rel=1e-5)

@@ -125,17 +125,30 @@ class _ItemObjective:
                 "sample_fraction": self.sample_fraction, "seed": self.seed}
 
 
+def _count(weights):
+    """Number of True (non-zero) entries of a [B, T] position mask, as a float scalar."""
+    return tf.reduce_sum(tf.cast(tf.cast(weights, tf.bool), tf.float32))
+
+
 class NextItemObjective(_ItemObjective):
     """Causal next-item prediction at every real position (NextItNet pretraining)."""
 
     @_no_autograph
-    def __call__(self, backbone, item_ids, training=None, softmax: Optional[str] = None):
-        """item_ids [B, T] left-padded -> (mean loss over counted positions, logits [B, T-1, V] or None)."""
+    def loss_and_count(self, backbone, item_ids, training=None, softmax: Optional[str] = None):
+        """item_ids [B, T] left-padded -> (mean loss over the counted positions, logits [B, T-1, V]
+        or None, number of counted positions: the weight of this batch's mean)."""
         item_ids = tf.convert_to_tensor(item_ids)
         inputs, labels = item_ids[:, :-1], item_ids[:, 1:]
         weights = tf.logical_and(tf.not_equal(inputs, ids.PAD_ID), labels >= ids.NUM_RESERVED)
         hidden = backbone(inputs, training=training)
-        return self.loss_on(backbone, hidden, labels, weights, softmax)
+        loss, logits = self.loss_on(backbone, hidden, labels, weights, softmax)
+        return loss, logits, _count(weights)
+
+    @_no_autograph
+    def __call__(self, backbone, item_ids, training=None, softmax: Optional[str] = None):
+        """item_ids [B, T] left-padded -> (mean loss over counted positions, logits [B, T-1, V] or None)."""
+        loss, logits, _ = self.loss_and_count(backbone, item_ids, training, softmax)
+        return loss, logits
 
     compute_loss = __call__
 
@@ -173,10 +186,18 @@ class ClozeObjective(_ItemObjective):
         return inputs, item_ids, selected
 
     @_no_autograph
+    def loss_and_count(self, backbone, item_ids, training=None, softmax: Optional[str] = None):
+        """item_ids [B, T] left-padded -> (mean loss over the selected positions, logits or None,
+        number of selected positions: the weight of this batch's mean)."""
+        inputs, labels, weights = self.corrupt(item_ids, backbone.vocab_size)
+        loss, logits = self.loss_on_corrupted(backbone, inputs, labels, weights, training, softmax)
+        return loss, logits, _count(weights)
+
+    @_no_autograph
     def __call__(self, backbone, item_ids, training=None, softmax: Optional[str] = None):
         """item_ids [B, T] left-padded -> (mean loss over the selected positions, logits or None)."""
-        inputs, labels, weights = self.corrupt(item_ids, backbone.vocab_size)
-        return self.loss_on_corrupted(backbone, inputs, labels, weights, training, softmax)
+        loss, logits, _ = self.loss_and_count(backbone, item_ids, training, softmax)
+        return loss, logits
 
     compute_loss = __call__
 
@@ -222,7 +243,8 @@ class PretrainingModel(keras.Model):
     """Backbone + pretraining objective for ``compile(optimizer)`` / ``fit`` / ``evaluate``.
 
     Batches are dicts with ``item_ids`` [B, T] (left-padded) or bare id tensors. Training reports
-    ``loss``; evaluation reports the full-softmax ``loss`` and ``hr@10`` / ``ndcg@10`` of the last
+    ``loss``, the mean over the counted positions of the epoch (each batch's mean weighted by its
+    number of counted positions); evaluation reports the full-softmax ``loss`` and ``hr@10`` / ``ndcg@10`` of the last
     real item of each sequence, ranked against all items.
     """
 
@@ -259,19 +281,19 @@ class PretrainingModel(keras.Model):
     def train_step(self, data):
         item_ids = self._ids(data)
         with tf.GradientTape() as tape:
-            loss, _ = self.objective(self.backbone, item_ids, training=True)
+            loss, _, count = self.objective.loss_and_count(self.backbone, item_ids, training=True)
             if self.losses:
                 loss = loss + tf.add_n(self.losses)
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        self.loss_tracker.update_state(loss)
+        self.loss_tracker.update_state(loss, sample_weight=count)
         return {"loss": self.loss_tracker.result()}
 
     @_no_autograph
     def test_step(self, data):
         item_ids = tf.convert_to_tensor(self._ids(data))
-        loss, _ = self.objective(self.backbone, item_ids, training=False, softmax="full")
-        self.loss_tracker.update_state(loss)
+        loss, _, count = self.objective.loss_and_count(self.backbone, item_ids, training=False, softmax="full")
+        self.loss_tracker.update_state(loss, sample_weight=count)
         logits = self.objective.last_item_logits(self.backbone, item_ids, training=False)
         targets = item_ids[:, -1]
         self.hit_rate.update_state(targets, logits)

@@ -155,6 +155,17 @@ class TaskModel(keras.Model):
         logits = self(batch, training=training)
         return objectives.cold_start_loss(logits, targets, TARGET_NUM_RESERVED), logits
 
+    @_no_autograph
+    def loss_weight(self, batch):
+        """What the batch's task loss is a mean over, as a float scalar: the number of examples
+        (classification) or of counted (user, target) pairs, i.e. targets that are not padding
+        (cold start). The loss tracker weights each batch by it, so a short last batch counts
+        for its size and the epoch's loss is the mean over examples, not over batches."""
+        if self.config.kind == "classification":
+            return tf.cast(tf.size(batch["label"]), tf.float32)
+        targets = tf.cast(batch["target_item_ids"], tf.int32)
+        return tf.reduce_sum(tf.cast(targets >= TARGET_NUM_RESERVED, tf.float32))
+
     def compile(self, *args, **kwargs):
         """As keras ``compile``; also creates the optimizer's slots so the first step traces once."""
         super().compile(*args, **kwargs)
@@ -175,10 +186,11 @@ class TaskModel(keras.Model):
             loss = task_loss + regular
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        self.loss_tracker.update_state(task_loss)
+        weight = self.loss_weight(data)
+        self.loss_tracker.update_state(task_loss, sample_weight=weight)
         results = {"loss": self.loss_tracker.result()}
         if self._kl_tracker is not None:
-            self._kl_tracker.update_state(regular)
+            self._kl_tracker.update_state(regular, sample_weight=weight)
             results["kl"] = self._kl_tracker.result()
         if self.config.kind == "classification":
             accuracy = self._eval_metrics[0]
@@ -189,7 +201,7 @@ class TaskModel(keras.Model):
     @_no_autograph
     def test_step(self, data):
         task_loss, logits = self.compute_task_loss(data, training=False)
-        self.loss_tracker.update_state(task_loss)
+        self.loss_tracker.update_state(task_loss, sample_weight=self.loss_weight(data))
         target = data["label"] if self.config.kind == "classification" else data["target_item_ids"]
         for metric in self._eval_metrics:
             metric.update_state(target, logits)
