@@ -28,7 +28,9 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input format of the interactions")
     parser.add_argument("--source", required=True, help="a MovieLens folder, or a file, folder or glob of CSVs")
     parser.add_argument("--output", required=True, help="output folder (examples/, vocabularies, rejects/)")
-    parser.add_argument("--max-len", type=int, default=50, help="keep the most recent N items per user (50)")
+    parser.add_argument("--max-len", type=int, default=None,
+                        help="cap: keep only the most recent N items per user (default: whole histories; "
+                             "the context a model reads is set when training and serving)")
     parser.add_argument("--max-reject-fraction", type=float, default=0.01,
                         help="fail when more than this fraction of lines is rejected (0.01)")
     parser.add_argument("--domain", default=None,

@@ -3,9 +3,13 @@
 ``run_ingestion(config, examples_dir, vocabulary_dir, rejects_dir)`` reads a source
 (MovieLens-1M/100K, a generic CSV with a header, or the original PeterRec CSV), orders
 each user's interactions by timestamp (ties by file and line, so runs are reproducible
-on any runner), keeps the most recent ``max_len``, splits users by a hash of their id
-(``splits.assign_split``: no user is in two splits), builds the item vocabulary over the
-kept items (ids by frequency after the reserved ids) unless one is given, and writes:
+on any runner), keeps the user's whole history (or the most recent ``max_len`` when a cap
+is set: how long a context a model reads is a training and serving choice, not this one),
+splits users by a hash of their id (``splits.assign_split``: no user is in two splits),
+builds the item vocabulary over every interaction read of the kept domain, truncated ones
+included (ids by frequency after the reserved ids; items seen fewer than
+``min_item_count`` times map to the unknown id and are counted), unless one is given,
+and writes:
 
 - ``examples_dir/Split-<name>/data_tfrecord-*.gz``: GZIP TFRecords of ``tf.train.Example``
   in ``example_format`` (``user_id``, ``item_ids``, ``timestamps``);
@@ -65,7 +69,7 @@ class IngestConfig:
 
     source_format: str
     source_path: str
-    max_len: int = 50
+    max_len: Optional[int] = None    # cap on the items kept per user; None keeps whole histories
     split_fractions: Tuple[Tuple[str, float], ...] = DEFAULT_SPLIT_FRACTIONS
     split_salt: str = ""
     max_reject_fraction: float = 0.01
@@ -97,8 +101,9 @@ class IngestConfig:
                              f"{sorted(readers.INTERACTION_FORMATS)}")
         if not self.source_path:
             raise ValueError("source_path is empty")
-        if not isinstance(self.max_len, int) or self.max_len < 1:
-            raise ValueError(f"max_len must be a positive integer, got {self.max_len!r}")
+        if self.max_len is not None and (isinstance(self.max_len, bool) or not isinstance(self.max_len, int)
+                                         or self.max_len < 1):
+            raise ValueError(f"max_len must be a positive integer or None (no cap), got {self.max_len!r}")
         names = self.split_names
         if not names:
             raise ValueError("split_fractions is empty")
@@ -163,7 +168,8 @@ class IngestSummary:
     filtered: int = 0
     dropped: int = 0
     unknown_items: int = 0       # kept items that map to the unknown id (reused vocabulary, min_item_count)
-    max_len: int = 0
+    rare_items: int = 0          # distinct items below min_item_count, left out of the vocabulary
+    max_len: Optional[int] = None
     max_reject_fraction: float = 0.0
     source_format: str = ""
     source_path: str = ""
@@ -195,7 +201,8 @@ class IngestSummary:
         pct = f"{100 * self.reject_fraction:.3f}% of read, max {100 * self.max_reject_fraction:.3f}%"
         rows = [("interactions read", f"{self.read:,}"),
                 ("  kept", f"{self.kept:,}"),
-                (f"  truncated (max_len={self.max_len})", f"{self.truncated:,}"),
+                (f"  truncated ({'no cap' if self.max_len is None else f'cap max_len={self.max_len}'})",
+                 f"{self.truncated:,}"),
                 ("  filtered (other domains)", f"{self.filtered:,}"),
                 ("  dropped (with rejected users)", f"{self.dropped:,}"),
                 ("  rejected", f"{self.rejected:,}  ({pct})")]
@@ -203,8 +210,10 @@ class IngestSummary:
         rows.append(("users", f"{self.users:,}  ({splits})"))
         rows.append(("item vocabulary",
                      f"{self.vocabulary_size:,} ids, fingerprint {self.vocabulary_fingerprint[:12]}"))
+        if self.rare_items:
+            rows.append(("  items below min_item_count", f"{self.rare_items:,} (mapped to <unk>)"))
         if self.unknown_items:
-            rows.append(("  kept items mapped to <unk>", f"{self.unknown_items:,}"))
+            rows.append(("  kept interactions mapped to <unk>", f"{self.unknown_items:,}"))
         return rows
 
     def format_table(self) -> str:
@@ -382,6 +391,18 @@ def _route_history(history, empty_source: str):
         yield beam.pvalue.TaggedOutput(beam_steps.STATS, beam_steps.dropped_user_stats(history))
 
 
+def _item_of_domain(keyed_event, domain: Optional[str]):
+    """The item of a ``(user, event)`` pair when the event is of the kept domain (all without one)."""
+    event = keyed_event[1]
+    if domain is None or event[5] == domain:
+        yield event[4]
+
+
+def _rare_item_stats(item_count, min_count: int) -> Dict[str, int]:
+    """Counts an item left out of the vocabulary for being seen fewer than ``min_count`` times."""
+    return {"rare_items": int(item_count[1] < min_count)}
+
+
 def _encode_history(history, vocabulary: Vocabulary):
     """(split, serialized example) of a user's sequence, plus its counters."""
     import apache_beam as beam
@@ -453,9 +474,13 @@ def run_ingestion(config: IngestConfig, examples_dir: str, vocabulary_dir: str, 
     stats_parts.append(routed[beam_steps.STATS])
 
     if vocabulary is None:
-        vocab = (histories
-                 | "Items" >> beam.FlatMap(lambda h: h.items)
-                 | "CountItems" >> beam.combiners.Count.PerElement()
+        # Every interaction read of the kept domain counts, truncated ones too, so a cap never
+        # hides an item from the vocabulary.
+        item_counts = (interactions[beam_steps.RECORDS]
+                       | "DomainItems" >> beam.FlatMap(_item_of_domain, domain)
+                       | "CountItems" >> beam.combiners.Count.PerElement())
+        stats_parts.append(item_counts | "RareItems" >> beam.Map(_rare_item_stats, config.min_item_count))
+        vocab = (item_counts
                  | "AllItemCounts" >> beam.combiners.ToList()
                  | "BuildVocabulary" >> beam.Map(build_vocabulary_fn("item", config.min_item_count)))
     else:
@@ -482,7 +507,7 @@ def run_ingestion(config: IngestConfig, examples_dir: str, vocabulary_dir: str, 
         users_by_split={name: stats.get(f"users/{name}", 0) for name in config.split_names},
         vocabulary_size=len(final_vocabulary), vocabulary_fingerprint=final_vocabulary.fingerprint,
         filtered=stats.get("filtered", 0), dropped=stats.get("dropped", 0),
-        unknown_items=stats.get("unknown_items", 0), max_len=config.max_len,
+        unknown_items=stats.get("unknown_items", 0), rare_items=stats.get("rare_items", 0), max_len=config.max_len,
         max_reject_fraction=config.max_reject_fraction, source_format=config.source_format,
         source_path=config.source_path, runner=runner, elapsed_seconds=round(elapsed, 3))
     beam_steps.write_text(os.path.join(rejects_dir, beam_steps.SUMMARY_FILE), summary.to_json())

@@ -39,7 +39,8 @@ Sections:
   ``baseline`` ``majority``/``popularity``/``none``, ``min_lift``, ``min_value``, ``split``)
   and ``finetune`` (``peterrec.trainer.config.TaskConfig`` model fields such as ``readout``
   or ``adapter``, plus the fine-tuning run's settings such as ``epochs``).
-- ``serving``: ``model_name``, ``top_k``, ``max_len`` (default: ``ingest.max_len``),
+- ``serving``: ``model_name``, ``top_k``, ``max_len`` (default: ``context_length``: the ingestion's
+  cap when it has one, else the fine-tuning default context),
   ``require_all_tasks`` (push only when every task is blessed; otherwise the blessed ones are
   served and the rest reported), ``model_base`` (default ``PIPELINE_ROOT/serving/MODEL_NAME``).
 - ``beam_pipeline_args``: passed to every Beam component (DirectRunner by default; Flink,
@@ -241,11 +242,21 @@ class PipelineConfig:
         return PretrainConfig.from_dict(copy.deepcopy(self.pretrain))
 
     @property
+    def context_length(self) -> int:
+        """The context the models read: the ingestion's cap when one is set, else the
+        fine-tuning default (``FinetuneConfig.max_len``, 200); runs may override it."""
+        if self.ingest.get("max_len"):
+            return int(self.ingest["max_len"])
+        from peterrec.trainer.finetune import FinetuneConfig
+
+        return int(FinetuneConfig.max_len)
+
+    @property
     def serving_max_len(self) -> int:
-        """Items kept per request by the served model (``serving.max_len`` or ``ingest.max_len``)."""
+        """Items kept per request by the served model (``serving.max_len`` or ``context_length``)."""
         if self.serving.max_len:
             return int(self.serving.max_len)
-        return int(self.ingest.get("max_len", 50))
+        return self.context_length
 
     def task(self, name: str) -> TaskSpec:
         """The task called ``name`` (KeyError naming the known tasks otherwise)."""

@@ -66,7 +66,7 @@ def pick_user(config: config_lib.PipelineConfig, data_dir: str, split: str = "te
         if splits.assign_split(user_id, ingest.split_fractions, ingest.split_salt) != split:
             continue
         ordered = sorted(events[user_id])
-        items = [item for _, _, item, domain in ordered if domain == source_domain][-ingest.max_len:]
+        items = [item for _, _, item, domain in ordered if domain == source_domain][-config.context_length:]
         targets = [item for _, _, item, domain in ordered if domain != source_domain]
         if not items:
             continue

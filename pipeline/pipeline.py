@@ -53,11 +53,11 @@ def component_ids(config: config_lib.PipelineConfig) -> List[str]:
 def pretrain_custom_config(config: config_lib.PipelineConfig) -> Dict[str, Any]:
     """The pretraining Trainer's ``custom_config``: ``{"pretrain": PretrainConfig dict}``.
 
-    ``max_len`` defaults to the ingestion's ``max_len``. The item vocabulary's folder is
+    ``max_len`` defaults to the config's ``context_length``. The item vocabulary's folder is
     added at run time as ``custom_config["item_vocabulary"]``.
     """
     pretrain = copy.deepcopy(config.pretrain)
-    pretrain.setdefault("max_len", int(config.ingest.get("max_len", 50)))
+    pretrain.setdefault("max_len", config.context_length)
     return {"pretrain": pretrain}
 
 
@@ -66,11 +66,11 @@ def finetune_custom_config(config: config_lib.PipelineConfig, task: config_lib.T
 
     The dict holds the run settings of ``tasks[].finetune`` and ``task`` (the TaskConfig:
     name, kind, strategy and model fields; ``num_outputs`` comes from the task vocabulary).
-    ``max_len`` defaults to the ingestion's. The item and task vocabulary folders are added at
+    ``max_len`` defaults to the config's ``context_length``. The item and task vocabulary folders are added at
     run time as ``custom_config["item_vocabulary"]`` / ``["task_vocabulary"]``.
     """
     finetune = copy.deepcopy(task.run_fields())
-    finetune.setdefault("max_len", int(config.ingest.get("max_len", 50)))
+    finetune.setdefault("max_len", config.context_length)
     finetune["task"] = {**task.task_config(), "num_outputs": 2}
     return {"finetune": finetune}
 
@@ -131,7 +131,7 @@ def create_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
     components = [gen, statistics, schema, validator, pretrainer]
 
     patches, blessings = {}, {}
-    max_len = int(config.ingest.get("max_len", 50))
+    max_len = config.context_length
     for task in config.tasks:
         task_fields = config.task_example_fields(task, pipeline_root)
         task_json = _json({k: (list(map(list, v)) if k == "split_fractions" else v) for k, v in task_fields.items()})

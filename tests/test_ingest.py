@@ -120,10 +120,13 @@ def test_users_split_by_hash_and_never_twice(movielens_run):
         assert summary.users_by_split[split] == len(rows)
 
 
-def test_vocabulary_built_by_frequency_over_kept_items(movielens_run):
+def test_vocabulary_counts_every_interaction_even_truncated_ones(movielens_run):
     root, lines, _, summary = movielens_run
     vocabulary = Vocabulary.load(str(root / "vocabulary"))
-    counts = collections.Counter(item for seq in _expected_sequences(lines, MAX_LEN).values() for item, _ in seq)
+    everything = _expected_sequences(lines, len(lines))
+    counts = collections.Counter(item for seq in everything.values() for item, _ in seq)
+    kept = collections.Counter(item for seq in _expected_sequences(lines, MAX_LEN).values() for item, _ in seq)
+    assert counts != kept  # the cap really truncated something the vocabulary still counts
     assert vocabulary == Vocabulary.from_counts("item", counts)
     assert vocabulary.kind == "item" and vocabulary.token(ids.PAD_ID) == ids.PAD_TOKEN
     assert list(vocabulary.counts) == sorted(vocabulary.counts, reverse=True)
@@ -218,7 +221,7 @@ def test_peterrec_csv_keeps_the_source_field(tmp_path):
     vocabulary = Vocabulary.load(str(tmp_path / "vocabulary"))
     decoded = _decoded(str(tmp_path / "examples"), vocabulary, ("train",))["train"]
     assert decoded == {"1": [("12", 1), ("13", 2)], "2": [("21", 0), ("22", 1)]}
-    assert set(vocabulary.tokens) == {"12", "13", "21", "22"}
+    assert set(vocabulary.tokens) == {"11", "12", "13", "21", "22"}  # "11" was truncated, still counted
     # 3 + 2 source items, 4 target items filtered; the target-only line 3 is an empty sequence.
     assert (summary.read, summary.kept, summary.truncated, summary.filtered) == (9, 4, 1, 4)
     assert summary.rejects_by_reason == {EMPTY_SEQUENCE: 1}
@@ -234,3 +237,32 @@ def test_rejects_file_lines_are_json_with_the_offending_line(movielens_run):
                 data = json.loads(line)
                 assert set(data) == {"reason", "source", "line_number", "line", "detail"}
                 assert Reject.from_json_line(line).line in GARBAGE
+
+
+def test_whole_histories_by_default_and_rare_items_counted(tmp_path):
+    lines = _movielens_lines(seed=11, users=12)
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    config = IngestConfig("movielens-1m", str(folder), min_item_count=2)
+    assert config.max_len is None
+    summary = run_ingestion(config, *_outputs(tmp_path))
+    assert (summary.kept, summary.truncated, summary.read) == (len(lines), 0, len(lines))
+    counts = collections.Counter(line.split("::")[1] for line in lines)
+    rare = {item for item, count in counts.items() if count < 2}
+    assert rare  # the data has items seen once
+    assert summary.rare_items == len(rare)
+    assert summary.unknown_items == sum(counts[item] for item in rare)
+    vocabulary = Vocabulary.load(str(tmp_path / "vocabulary"))
+    decoded = _decoded(str(tmp_path / "examples"), vocabulary)
+    got = {user: seq for rows in decoded.values() for user, seq in rows.items()}
+    longest = max(len(seq) for seq in got.values())
+    assert longest == max(collections.Counter(line.split("::")[0] for line in lines).values())
+    assert "items below min_item_count" in summary.format_table() and "no cap" in summary.format_table()
+
+
+def test_max_len_must_be_a_positive_integer_or_none():
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="max_len"):
+            IngestConfig("movielens-1m", "x", max_len=bad).validate()
+    IngestConfig("movielens-1m", "x", max_len=None).validate()
