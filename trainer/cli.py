@@ -16,7 +16,7 @@ import json
 import sys
 
 STRATEGY_CHOICES = ("peterrec-serial", "peterrec-parallel", "iak", "fine-all", "fine-cls", "fine-last",
-                    "peter-zero")
+                    "peter-zero", "peterrec+items")
 
 
 def _dilations(text: str):
@@ -113,6 +113,9 @@ def register(subparsers) -> None:
     finetune.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
                           help="learning-rate schedule over the epochs (default cosine)")
     finetune.add_argument("--bottleneck", type=int, default=16, help="patch / IAK bottleneck size (default 16)")
+    finetune.add_argument("--item-rank", type=int, default=8,
+                          help="peterrec+items: rank of the task-owned item table [vocab, rank] read beside "
+                               "the patched read-out (default 8)")
     finetune.add_argument("--placement", choices=("serial", "parallel"), default="serial",
                           help="adapter placement for iak / peter-zero (peterrec-* imply it; default serial)")
     finetune.add_argument("--no-layer-norm", action="store_true",
@@ -168,7 +171,7 @@ def finetune_config_from_args(args):
                       readout=args.readout, readout_norm=args.readout_norm, adapter=adapter,
                       train_layer_norm=not args.no_layer_norm, fine_last_convs=args.fine_last_convs,
                       head_hidden_units=args.head_hidden_units, head_embedding_dim=args.head_embedding_dim,
-                      softmax=args.softmax, num_sampled=args.num_sampled)
+                      softmax=args.softmax, num_sampled=args.num_sampled, item_rank=args.item_rank)
     return FinetuneConfig(task=task, task_vocabulary=args.task_vocabulary, item_vocabulary=args.item_vocabulary,
                           lr_schedule=args.lr_schedule, **_loop_fields(args)).validate()
 

@@ -22,9 +22,13 @@ STRATEGIES = (
     "fine-cls",
     "fine-last",
     "peter-zero",
+    "peterrec+items",
 )
 # Strategies that graft adapters into a frozen backbone.
-ADAPTER_STRATEGIES = ("peterrec-serial", "peterrec-parallel", "iak", "peter-zero")
+ADAPTER_STRATEGIES = ("peterrec-serial", "peterrec-parallel", "iak", "peter-zero", "peterrec+items")
+# Strategies that add a task-owned item table beside the read-out (peterrec.trainer.item_knowledge).
+ITEM_KNOWLEDGE_STRATEGIES = ("peterrec+items",)
+ITEM_POOLINGS = ("mean", "sqrt")
 TASK_KINDS = ("classification", "cold_start")
 READOUTS = ("tcl", "mean", "tcl+mean")
 ADAPTER_KINDS = ("patch", "iak")
@@ -173,6 +177,10 @@ class TaskConfig:
         else the user vector is projected to it first (a smaller task for large vocabularies).
     softmax: cold-start loss: "full" softmax over all target items or "sampled".
     num_sampled: negatives per batch for the sampled cold-start softmax.
+    item_rank: "peterrec+items": rank r of the task-owned item table [vocab_size, r] read beside
+        the patched read-out (``peterrec.trainer.item_knowledge``); unused by other strategies.
+    item_pooling: "peterrec+items": how the table's rows of the user's items are pooled,
+        "mean" (over the real positions) or "sqrt" (their sum over sqrt(number of real items)).
     """
 
     name: str
@@ -188,6 +196,8 @@ class TaskConfig:
     head_embedding_dim: int = 0
     softmax: str = "full"
     num_sampled: int = 100
+    item_rank: int = 8
+    item_pooling: str = "mean"
 
     def __post_init__(self):
         if isinstance(self.adapter, Mapping):
@@ -196,11 +206,11 @@ class TaskConfig:
     def effective_adapter(self) -> AdapterConfig:
         """The adapter config the strategy actually uses.
 
-        peterrec-serial / peterrec-parallel force a patch with that placement; iak forces the
+        peterrec-serial / peterrec+items / peterrec-parallel force a patch with that placement; iak forces the
         IAK kind (placement from the config); peter-zero uses the config as given.
         """
         adapter = dataclasses.replace(self.adapter)
-        if self.strategy == "peterrec-serial":
+        if self.strategy in ("peterrec-serial", "peterrec+items"):
             adapter.kind, adapter.placement = "patch", "serial"
         elif self.strategy == "peterrec-parallel":
             adapter.kind, adapter.placement = "patch", "parallel"
@@ -212,6 +222,11 @@ class TaskConfig:
     def uses_adapters(self) -> bool:
         """True if the strategy grafts adapters into a frozen backbone."""
         return self.strategy in ADAPTER_STRATEGIES
+
+    @property
+    def uses_item_knowledge(self) -> bool:
+        """True if the strategy adds a task-owned item table (``item_rank`` wide) to the read-out."""
+        return self.strategy in ITEM_KNOWLEDGE_STRATEGIES
 
     def validate(self) -> "TaskConfig":
         """Raises ValueError if a value is out of range; returns self."""
@@ -226,6 +241,9 @@ class TaskConfig:
         _check(int(self.head_embedding_dim) >= 0, "head_embedding_dim must be >= 0")
         _check(self.softmax in SOFTMAX_KINDS, f"softmax must be one of {SOFTMAX_KINDS}, got {self.softmax!r}")
         _check(int(self.num_sampled) >= 1, "num_sampled must be >= 1")
+        _check(int(self.item_rank) >= 1, f"item_rank must be >= 1, got {self.item_rank}")
+        _check(self.item_pooling in ITEM_POOLINGS,
+               f"item_pooling must be one of {ITEM_POOLINGS}, got {self.item_pooling!r}")
         self.adapter.validate()
         return self
 

@@ -3,6 +3,7 @@
 | strategy            | backbone                                 | task-owned, trained                      |
 |---------------------|------------------------------------------|------------------------------------------|
 | peterrec-serial     | shared, ``trainable=False``              | serial patches (+ LN2 copies), [TCL], head |
+| peterrec+items      | shared, ``trainable=False``              | serial patches (+ LN2), [TCL], item table, head |
 | peterrec-parallel   | shared, ``trainable=False``              | parallel patches (+ LN2 copies), [TCL], head |
 | iak                 | shared, ``trainable=False``              | IAK adapters (+ LN2 copies), [TCL], head |
 | peter-zero          | shared UNTRAINED backbone, frozen        | patches as peterrec-* (+ LN2), [TCL], head |
@@ -14,6 +15,12 @@ The shared backbone is never modified by a task: fine-all and fine-last train a 
 ``NextItNetBackbone.clone``), and the "second LayerNorm" option (METHOD.md section 3) trains a
 task-owned copy of each block's LN2 held in the task's BlockPatch. The pretraining output layer
 (``item_scorer``) is not part of any task and is never trained by one.
+
+peterrec+items (``peterrec.trainer.item_knowledge``) is peterrec-serial plus a task-owned,
+zero-initialised item table ``[vocab_size, item_rank]`` whose rows are pooled over the user's
+items and read beside the patched read-out: per-item evidence the frozen backbone does not keep.
+The plan gives it the serial patches; ``TaskModel`` builds the table from the task config (as it
+builds the read-out and the head), and it is one of the task's layers (saved, served, counted).
 """
 
 import dataclasses

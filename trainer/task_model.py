@@ -24,6 +24,7 @@ from peterrec.trainer import metrics as metrics_lib
 from peterrec.trainer import objectives
 from peterrec.trainer.config import TaskConfig
 from peterrec.trainer.heads import ClassificationHead, ColdStartHead
+from peterrec.trainer.item_knowledge import item_knowledge_for
 from peterrec.trainer.readout import UserReadout
 from peterrec.trainer.strategies import plan_strategy
 
@@ -64,6 +65,8 @@ class TaskModel(keras.Model):
         self.target_counts = None if target_counts is None else [float(c) for c in target_counts]
         d = backbone.embedding_dim
         self.readout = UserReadout(config.readout, d, normalize=config.readout_norm, name="readout")
+        # peterrec+items: the task's own item table, read beside the read-out (None otherwise).
+        self.item_knowledge = item_knowledge_for(config, backbone.vocab_size)
         if config.kind == "classification":
             self.head = ClassificationHead(config.num_outputs, config.head_hidden_units, name="head")
         else:
@@ -88,13 +91,17 @@ class TaskModel(keras.Model):
 
     @_no_autograph
     def user_vector(self, inputs, training=None):
-        """Left-padded item ids (or {"item_ids": ...}) -> user vectors [B, readout.output_dim]."""
+        """Left-padded item ids (or {"item_ids": ...}) -> user vectors [B, readout.output_dim]
+        (+ item_rank with the task's item table, concatenated after the read-out)."""
         item_ids = self._item_ids(inputs)
         mask = tf.not_equal(item_ids, ids.PAD_ID)
         embeddings = self.backbone.embed(item_ids)
         embeddings, full_mask = self.readout.append_token(embeddings, mask)
         hidden = self.backbone.encode(embeddings, full_mask, patches=self.patches, training=training)
-        return self.readout(hidden, mask)
+        user = self.readout(hidden, mask)
+        if self.item_knowledge is None:
+            return user
+        return tf.concat([user, tf.cast(self.item_knowledge(item_ids), user.dtype)], axis=-1)
 
     def call(self, inputs, training=None):
         """Left-padded item ids (or {"item_ids": ...}) -> logits [B, num_outputs]."""
@@ -107,10 +114,12 @@ class TaskModel(keras.Model):
 
     # ------------------------------------------------------------------ ownership and size
     def task_layers(self) -> List[keras.layers.Layer]:
-        """The layers owned by the task (patches incl. LN2 copies, read-out/[TCL], head, and for
-        fine-all / fine-last the trained backbone layers): exactly what a patch artifact saves."""
+        """The layers owned by the task (patches incl. LN2 copies, read-out/[TCL], head, for
+        fine-all / fine-last the trained backbone layers, and the item table of peterrec+items):
+        exactly what a patch artifact saves."""
         layers = [] if self.patches is None else [self.patches]
-        return layers + [self.readout, self.head] + list(self._owned_backbone_layers)
+        layers = layers + [self.readout, self.head] + list(self._owned_backbone_layers)
+        return layers if self.item_knowledge is None else layers + [self.item_knowledge]
 
     def task_variables(self) -> List[tf.Variable]:
         """All variables of ``task_layers()`` (trainable or not, e.g. IAK step counters)."""
