@@ -32,6 +32,7 @@ class TaskSpec:
     num_classes: int = 4
     num_targets: int = 20  # real target items (the target vocabulary adds its padding id)
     bottleneck: int = 16
+    item_rank: int = 8  # peterrec+items: rank of the task's item table
 
 
 @dataclasses.dataclass
@@ -83,7 +84,8 @@ def build_task(backbone, vocabulary: Vocabulary, spec: TaskSpec, seed: int = 0):
     else:
         outputs = Vocabulary.from_counts("target", {f"{spec.name}_t{n}": 1000 - n for n in range(spec.num_targets)})
     config = TaskConfig(name=spec.name, kind=spec.kind, num_outputs=len(outputs), strategy=spec.strategy,
-                        readout=spec.readout, adapter=AdapterConfig(bottleneck=spec.bottleneck))
+                        readout=spec.readout, adapter=AdapterConfig(bottleneck=spec.bottleneck),
+                        item_rank=spec.item_rank)
     base = fresh_backbone_like(backbone) if spec.strategy == "peter-zero" else backbone
     model = build_task_model(base, config)
     perturb(model.task_variables(), seed)

@@ -122,7 +122,8 @@ def test_several_patches_on_one_backbone_reproduce_their_models(exported, tmp_pa
     tuned_backbone, _, vocabulary = artifacts.load_backbone(export_dir)
     tasks = [_task("gender"), _task("age", strategy="peterrec-parallel", num_outputs=5),
              _task("coldrec", kind="cold_start", num_outputs=20), _task("life", strategy="fine-last"),
-             _task("zero", strategy="peter-zero"), _task("all", strategy="fine-all")]
+             _task("zero", strategy="peter-zero"), _task("all", strategy="fine-all"),
+             _task("items", strategy="peterrec+items")]
     expected, paths = {}, {}
     for seed, config in enumerate(tasks):
         base = fresh_backbone_like(tuned_backbone) if config.strategy == "peter-zero" else tuned_backbone
@@ -138,7 +139,7 @@ def test_several_patches_on_one_backbone_reproduce_their_models(exported, tmp_pa
     for name, (model, metadata) in loaded.items():
         assert metadata.task_name == name
         np.testing.assert_allclose(model(_inputs()).numpy(), expected[name], atol=1e-5, rtol=0)
-    for name in ("gender", "age", "coldrec"):
+    for name in ("gender", "age", "coldrec", "items"):
         assert loaded[name][0].backbone is shared
     # Loading never changes the shared backbone, and fine-tuning never changed the tuned one.
     exported_weights = artifacts.load_backbone(export_dir)[0].weights

@@ -25,6 +25,8 @@ SPECS = [
     random_artifacts.TaskSpec("age", "classification", "fine-cls", "mean", num_classes=5),
     random_artifacts.TaskSpec("city", "classification", "iak", "tcl", num_classes=4, bottleneck=4),
     random_artifacts.TaskSpec("books", "cold_start", "fine-all", "tcl", num_targets=7),
+    random_artifacts.TaskSpec("gender", "classification", "peterrec+items", "tcl+mean", num_classes=2, bottleneck=4,
+                              item_rank=3),
 ]
 # Right-padded rows: short, an unknown id, longer than MAX_LEN, "" inside, a reserved token.
 ROWS = [
@@ -107,6 +109,11 @@ def test_answers_do_not_depend_on_padding_or_batching(assembled):
     for index, row in enumerate(ROWS):
         alone = _call(loaded, "shop", [row + [""] * 7])
         np.testing.assert_allclose(alone["scores"][0], together["scores"][index], atol=1e-5)
+    # peterrec+items: the item table's padding row holds random values here, and is never read.
+    together = _call(loaded, "gender", ROWS)
+    for index, row in enumerate(ROWS):
+        alone = _call(loaded, "gender", [row + [""] * 7])
+        np.testing.assert_allclose(alone["probabilities"][0], together["probabilities"][index], atol=1e-5)
 
 
 def test_items_become_left_padded_ids_of_the_most_recent_items(assembled, tmp_path):

@@ -27,7 +27,7 @@ def _ids(variables):
 
 def test_frozen_strategies_train_only_task_layers():
     backbone = _backbone()
-    for strategy in ("peterrec-serial", "peterrec-parallel", "iak", "fine-cls", "peter-zero"):
+    for strategy in ("peterrec-serial", "peterrec-parallel", "iak", "fine-cls", "peter-zero", "peterrec+items"):
         model = build_task_model(backbone, TaskConfig("t", num_outputs=3, strategy=strategy))
         assert model.backbone is backbone and backbone.trainable is False
         assert not _ids(model.trainable_weights) & _ids(backbone.weights)
