@@ -83,6 +83,10 @@ def register(subparsers) -> None:
     pretrain.add_argument("--num-sampled", type=int, default=None,
                           help="negatives per step for the sampled softmax (default 20%% of the items)")
     pretrain.add_argument("--mask-rate", type=float, default=0.3, help="cloze: share of masked positions")
+    pretrain.add_argument("--evaluation", choices=("leave_one_out", "users"), default="leave_one_out",
+                          help="leave_one_out (default): every split's users train on their history less the last "
+                               "two items, the one before last validates, the last tests; users: the eval split's "
+                               "users are held out whole")
     _add_loop_arguments(pretrain, _config_defaults("pretrain"))
     pretrain.set_defaults(handler=_pretrain)
 
@@ -157,7 +161,8 @@ def pretrain_config_from_args(args):
                               kernel_size=args.kernel_size, causal=args.objective == "next_item",
                               dropout=args.dropout)
     return PretrainConfig(backbone=backbone, objective=args.objective, softmax=args.softmax,
-                          num_sampled=args.num_sampled, mask_rate=args.mask_rate, **_loop_fields(args)).validate()
+                          num_sampled=args.num_sampled, mask_rate=args.mask_rate, evaluation=args.evaluation,
+                          **_loop_fields(args)).validate()
 
 
 def finetune_config_from_args(args):

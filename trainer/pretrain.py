@@ -1,7 +1,22 @@
 """Pretraining: NextItNet (next-item) or GRec-encoder (cloze) on behaviour sequences, once.
 
 ``pretrain(examples_dir, vocabulary_dir, output_dir, config)`` trains the backbone with Keras
-``fit`` and writes, under ``output_dir``::
+``fit`` on every interaction: each epoch cuts every user's whole history into windows of the
+model's context (``config.max_len``) whose targets tile the history, with cuts that move between
+epochs (``data.window_training_dataset``), so every interaction but a user's first is a target
+once per epoch.
+
+Evaluation (``config.evaluation``):
+
+- ``"leave_one_out"`` (default): the users of every split given are the data; each user's last
+  item is the test target and the one before it the validation target (users with at least
+  three items; both are held out of training), ranked against all items: loss, HR@10, NDCG@10,
+  MRR@10 (``trainer.leave_one_out``). Validation drives early stopping; the test figures land in
+  ``metrics.json`` as ``test_*``.
+- ``"users"``: the train split trains, the eval split's users are held out whole (their next-item
+  loss at every position and the last item's HR/NDCG@10).
+
+It writes, under ``output_dir``::
 
     run_config.json       the config, vocabulary fingerprint and backbone config of the run
     checkpoints/          a checkpoint per epoch (model, optimizer, epoch, early-stopping state)
@@ -29,6 +44,10 @@ from peterrec.trainer.loop import (HISTORY_FILE, METRICS_FILE, RunMismatchError,
 
 OBJECTIVES = ("next_item", "cloze")
 SOFTMAX_KINDS = ("full", "sampled")
+EVALUATIONS = ("leave_one_out", "users")
+LEAVE_ONE_OUT_HOLDOUT = 2  # the validation and the test item of each user
+
+
 @dataclasses.dataclass
 class PretrainConfig:
     """Everything a pretraining run needs besides its data.
@@ -37,8 +56,11 @@ class PretrainConfig:
     objective: "next_item" (needs a causal backbone) or "cloze" (needs ``causal=False``).
     softmax: "full" or "sampled"; num_sampled: negatives per step (None: 20 % of the items).
     mask_rate: share of positions the cloze objective masks.
-    batch_size, epochs, learning_rate (Adam), max_len (most recent items kept per user), seed.
+    batch_size, epochs, learning_rate (Adam), seed.
+    max_len: the context: the longest window the model trains on (histories are cut into windows).
+    evaluation: "leave_one_out" or "users" (see the module docstring).
     early_stopping_patience: epochs without improvement of ``monitor`` before stopping (0: off);
+    monitor: ``val_loss`` by default: it is smooth where HR/NDCG on a small split move in steps;
     restore_best: export the best epoch's weights rather than the last.
     steps_per_epoch: cap on training steps per epoch (None: one pass over the data).
     verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
@@ -52,10 +74,11 @@ class PretrainConfig:
     batch_size: int = 64
     epochs: int = 10
     learning_rate: float = 1e-3
-    max_len: int = 50
+    max_len: int = 200
+    evaluation: str = "leave_one_out"
     seed: int = 0
     early_stopping_patience: int = 3
-    monitor: str = "val_ndcg@10"
+    monitor: str = "val_loss"
     restore_best: bool = True
     steps_per_epoch: Optional[int] = None
     shuffle_buffer: int = 10_000
@@ -86,6 +109,7 @@ class PretrainConfig:
         check(int(self.epochs) >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(float(self.learning_rate) > 0, f"learning_rate must be positive, got {self.learning_rate}")
         check(int(self.max_len) >= 2, f"max_len must be >= 2 (one input and one next item), got {self.max_len}")
+        check(self.evaluation in EVALUATIONS, f"evaluation must be one of {EVALUATIONS}, got {self.evaluation!r}")
         check(int(self.early_stopping_patience) >= 0, "early_stopping_patience must be >= 0")
         check(self.steps_per_epoch is None or int(self.steps_per_epoch) >= 1, "steps_per_epoch must be >= 1")
         check(int(self.max_checkpoints) >= 1, "max_checkpoints must be >= 1")
@@ -117,10 +141,12 @@ class PretrainConfig:
 
 # ----------------------------------------------------------------------------- pretraining
 def build_pretraining_model(backbone_config: BackboneConfig, vocabulary: Vocabulary, config: PretrainConfig):
-    """A compiled PretrainingModel (backbone + objective + Adam) for the run."""
+    """A compiled pretraining model (backbone + objective + Adam) for the run: a
+    ``LeaveOneOutModel`` under leave-one-out evaluation, else a ``PretrainingModel``."""
     import tf_keras as keras
 
     from peterrec.trainer.backbone import NextItNetBackbone
+    from peterrec.trainer.leave_one_out import LeaveOneOutModel
     from peterrec.trainer.objectives import PretrainingModel, make_objective
 
     backbone = NextItNetBackbone.from_backbone_config(backbone_config, name="backbone").ensure_built()
@@ -130,7 +156,8 @@ def build_pretraining_model(backbone_config: BackboneConfig, vocabulary: Vocabul
         kwargs["mask_rate"] = config.mask_rate
     objective = make_objective(backbone, softmax=config.softmax,
                                item_counts=counts if config.softmax == "sampled" else None, **kwargs)
-    model = PretrainingModel(backbone, objective, name="pretraining")
+    model_class = LeaveOneOutModel if config.evaluation == "leave_one_out" else PretrainingModel
+    model = model_class(backbone, objective, name="pretraining")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
     return model
 
@@ -140,8 +167,10 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
              export_dir: Optional[str] = None, callbacks: Sequence = ()) -> Dict[str, Any]:
     """Pretrains a backbone and exports it; returns the final metrics (see module docstring).
 
-    examples_dir: an Examples folder with Split-train/ (and Split-eval/ for evaluation and early
-    stopping); or give ``train_files`` / ``eval_files`` (file patterns, as TFX passes them).
+    examples_dir: an Examples folder with Split-train/ (Split-eval/, Split-test/); or give
+    ``train_files`` / ``eval_files`` (file patterns, as TFX passes them). Under leave-one-out the
+    users of every split found are the data; under "users" evaluation the train split trains and
+    the eval split evaluates.
     callbacks: extra Keras callbacks (run after the checkpoint callback).
     """
     import tensorflow as tf
@@ -160,20 +189,17 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
                   "vocabulary_fingerprint": vocabulary.fingerprint}
     resuming = check_or_write_run_config(output_dir, run_config, ["vocabulary_fingerprint", "backbone_config"])
 
-    if train_files is None:
-        if examples_dir is None:
-            raise ValueError("give examples_dir or train_files")
-        train_files = data.split_files(examples_dir, "train")
-        if eval_files is None:
-            try:
-                eval_files = data.split_files(examples_dir, "eval")
-            except data.DataError:
-                eval_files = None
+    train_files, eval_files, test_files = _input_files(data, examples_dir, train_files, eval_files, config)
     options = {"vocab_size": len(vocabulary)}
-    train_stats = data.sequence_stats(train_files, config.max_len)
-    num_train = train_stats["examples"]
-    evaluation = (data.dataset_from_files(eval_files, config.batch_size, config.max_len, **options)
-                  if eval_files else None)
+    holdout = LEAVE_ONE_OUT_HOLDOUT if test_files else 0
+    train_stats = data.window_stats(train_files, config.max_len, holdout=holdout)
+    num_train = train_stats["sequences"]
+    if config.evaluation == "leave_one_out":
+        evaluation = data.leave_one_out_dataset(eval_files, config.batch_size, config.max_len, "validation",
+                                                **options)
+    else:
+        evaluation = (data.dataset_from_files(eval_files, config.batch_size, config.max_len, **options)
+                      if eval_files else None)
     early_stopping = evaluation is not None and config.early_stopping_patience > 0
     if evaluation is None and config.verbose:
         print("pretrain: no eval split, so no evaluation metrics and no early stopping", flush=True)
@@ -190,17 +216,19 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     log_dir = os.path.join(output_dir, "logs")
     if config.verbose:
         action = f"resuming after epoch {initial_epoch}" if initial_epoch else ("restarting" if resuming else "starting")
-        print(f"pretrain: {action}; {num_train} training sequences, {config.objective} objective, {config.softmax} softmax, "
+        print(f"pretrain: {action}; {num_train} sequences, {train_stats['targets']:,} training targets in "
+              f"{train_stats['windows']:,} windows of up to {config.max_len} items per epoch, {config.evaluation} "
+              f"evaluation, {config.objective} objective, {config.softmax} softmax, "
               f"{len(vocabulary)} ids, d={backbone_config.embedding_dim}, {backbone_config.num_blocks} blocks, "
               f"{backbone.count_params()} parameters; output {output_dir}", flush=True)
 
     finished_early = bool(state.early_stopping.stopped.numpy())
     timer = callbacks_lib.StepTimer()
     if initial_epoch < config.epochs and not finished_early:
-        train, steps = data.training_dataset(
+        train, steps = data.window_training_dataset(
             train_files, config.batch_size, config.max_len, seed=config.seed, first_epoch=initial_epoch,
-            last_epoch=config.epochs, num_examples=num_train, steps_per_epoch=config.steps_per_epoch,
-            shuffle_buffer=config.shuffle_buffer, **options)
+            last_epoch=config.epochs, holdout=holdout, num_windows_per_epoch=train_stats["windows"],
+            steps_per_epoch=config.steps_per_epoch, shuffle_buffer=config.shuffle_buffer, **options)
         fit_callbacks = [
             state.callback(config.verbose, early_stopping),
             timer,
@@ -221,6 +249,12 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     if evaluation is not None:
         with vocabulary_errors_explained(vocabulary):
             metrics.update(plain_metrics(model.evaluate(evaluation, return_dict=True, verbose=0)))
+    if test_files:
+        from peterrec.trainer.leave_one_out import evaluate_leave_one_out
+
+        with vocabulary_errors_explained(vocabulary):
+            test = evaluate_leave_one_out(backbone, test_files, config.max_len, "test", config.batch_size)
+        metrics.update({f"test_{name}": value for name, value in test.items()})
     evaluated = {k: round(v, 4) for k, v in metrics.items()}
     callbacks_lib.write_embedding_projector(log_dir, backbone.embedding.embeddings, vocabulary.all_tokens())
     export_dir = export_dir or os.path.join(output_dir, "export")
@@ -236,16 +270,49 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
         "vocabulary_fingerprint": vocabulary.fingerprint,
         "parameters": int(backbone.count_params()),
         "train_examples": num_train,
-        "train_positions": train_stats["positions"],
+        "train_positions": train_stats["targets"],
+        "train_windows": train_stats["windows"],
+        "evaluation": config.evaluation,
     })
     step_seconds = timer.median_seconds()
     if step_seconds:
-        # Sequence positions per second: one pass's positions over one pass's steps, per step time.
-        steps_per_pass = -(-num_train // config.batch_size)
+        # Trained positions (targets) per second: one pass's targets over one pass's steps, per step time.
+        steps_per_pass = -(-train_stats["windows"] // config.batch_size)
         metrics["step_seconds"] = step_seconds
-        metrics["positions_per_second"] = train_stats["positions"] / (steps_per_pass * step_seconds)
+        metrics["positions_per_second"] = train_stats["targets"] / (steps_per_pass * step_seconds)
     write_json(os.path.join(output_dir, METRICS_FILE), metrics)
     if config.verbose:
         print(f"pretrain: done after {metrics['epochs_completed']} epochs; eval {evaluated}; backbone exported to "
               f"{export_dir}", flush=True)
     return metrics
+
+
+def _input_files(data, examples_dir: Optional[str], train_files, eval_files, config: PretrainConfig):
+    """-> (training files, evaluation files, leave-one-out test files or None).
+
+    Leave-one-out: every split's users train (less their last two items), validate and test.
+    "users": the train split trains, the eval split evaluates, no test.
+    """
+    def split(name):
+        if examples_dir is None:
+            return None
+        try:
+            return data.split_files(examples_dir, name)
+        except data.DataError:
+            return None
+
+    if train_files is None:
+        if examples_dir is None:
+            raise ValueError("give examples_dir or train_files")
+        train_files = data.split_files(examples_dir, "train")
+        if eval_files is None:
+            eval_files = split("eval")
+    if config.evaluation == "users":
+        return list(_as_list(train_files)), (list(_as_list(eval_files)) if eval_files else None), None
+    every_user = list(_as_list(train_files)) + list(_as_list(eval_files or [])) + list(split("test") or [])
+    every_user = sorted(set(data.expand_file_patterns(every_user)))
+    return every_user, every_user, every_user
+
+
+def _as_list(files):
+    return [files] if isinstance(files, str) else list(files)
