@@ -31,8 +31,9 @@ ignores padding, so the answer for a row never depends on how much padding it ca
 How the SavedModel stays small as tasks are added:
 
 - variables: ``backbone_variables`` (the shared backbone, once) and ``task_weights[<task>]``: each
-  task's own variables (patches, LN2 copies, [TCL], head) packed into one flat variable per dtype,
-  so a task adds its patch's bytes and one or two checkpoint entries;
+  task's own variables (patches, LN2 copies, [TCL], head, the item table of peterrec+items) packed
+  into one flat variable per dtype, so a task adds its patch's bytes and one or two checkpoint
+  entries;
 - graphs: tasks of the same structure (same config apart from the name, same weight shapes) share
   ONE traced forward function that takes the task's weights as inputs (a template task's Keras
   layers are traced with their weights swapped for those inputs); a task's signature only unpacks

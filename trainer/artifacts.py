@@ -22,7 +22,8 @@ Patch artifact (``save_patch_artifact`` / ``load_patch_artifact``), a folder::
                                    task config, label/target vocabulary, metrics, sizes)
     variables/task-*.{index,data}  a tf.train.Checkpoint of ONLY the task's layers
                                    (``TaskModel.task_layers()``: patches, LN2 copies, [TCL],
-                                   head; the trained backbone layers of fine-all / fine-last;
+                                   head; the item table of peterrec+items; the trained
+                                   backbone layers of fine-all / fine-last;
                                    and for peter-zero the untrained backbone it runs on)
 
 Several patch artifacts load onto one backbone instance: each becomes its own TaskModel that
