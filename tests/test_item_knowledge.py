@@ -219,3 +219,44 @@ def test_item_table_learns_an_item_identity_label_that_patches_do_not():
     majority = max(test[1].mean(), 1 - test[1].mean())
     assert items > 0.8, (items, serial, majority)
     assert items - serial > 0.2, (items, serial, majority)
+
+
+# ---------------------------------------------------------------------------- end to end
+def test_cli_fine_tuned_items_task_is_served_by_the_assembled_model(tmp_path, capsys):
+    """pretrain -> ``peterrec finetune --strategy peterrec+items`` (cold start) -> the served
+    SavedModel: the trained task's signature reproduces the task model loaded from its artifact,
+    and fine-tuning left the backbone export as pretraining wrote it."""
+    import json
+
+    from peterrec import cli as root_cli
+    from peterrec.serving import assembly, random_artifacts, signatures
+    from peterrec.trainer import artifacts, tiny_examples
+
+    dataset = tiny_examples.write_tiny_dataset(str(tmp_path / "data"), num_users=40, num_items=20)
+    common = ["--epochs", "1", "--batch-size", "16", "--max-len", "10", "--patience", "0", "--quiet"]
+    assert root_cli.main(["pretrain", "--examples", dataset.pretrain_examples, "--vocabulary",
+                          dataset.item_vocabulary_dir, "--output", str(tmp_path / "pretrain"), "--dim", "8",
+                          "--dilations", "1,2", *common]) == 0
+    export_dir = json.loads(capsys.readouterr().out)["export_dir"]
+    fingerprint = artifacts.read_backbone_metadata(export_dir)["fingerprint"]
+    assert root_cli.main(["finetune", "--backbone", export_dir, "--examples", dataset.cold_start_examples,
+                          "--task-name", "shop", "--kind", "cold_start", "--strategy", "peterrec+items",
+                          "--item-rank", "3", "--output", str(tmp_path / "shop"), "--task-vocabulary",
+                          dataset.target_vocabulary_dir, "--item-vocabulary", dataset.item_vocabulary_dir,
+                          "--bottleneck", "4", *common]) == 0
+    patch_dir = json.loads(capsys.readouterr().out)["patch_dir"]
+    metadata = artifacts.read_patch_metadata(patch_dir)
+    assert metadata.strategy == "peterrec+items" and metadata.task_config["item_rank"] == 3
+    assert artifacts.read_backbone_metadata(export_dir)["fingerprint"] == fingerprint
+
+    backbone, _, item_vocabulary = artifacts.load_backbone(export_dir)
+    trained, _ = artifacts.load_patch_artifact(patch_dir, backbone, item_vocabulary)
+    assert np.any(trained.item_knowledge.table.numpy() != 0.0)  # fine-tuning moved the table
+    result = assembly.export_serving_model(export_dir, [patch_dir], str(tmp_path / "models" / "m"),
+                                           top_k=3, max_len=10, warmup=False, write_serving_files=False)
+    loaded = tf.saved_model.load(result.path)
+    rows = [list(item_vocabulary.tokens[:4]), list(item_vocabulary.tokens[5:12]), [item_vocabulary.tokens[2]]]
+    outputs = loaded.signatures["shop"](items=tf.constant(signatures.pad_item_rows(rows)))
+    logits = trained(random_artifacts.left_padded_ids(item_vocabulary, rows, 10), training=False).numpy()[:, 1:]
+    order = np.argsort(-logits, axis=1)[:, :3]
+    np.testing.assert_allclose(outputs["scores"].numpy(), np.take_along_axis(logits, order, axis=1), atol=1e-5)
