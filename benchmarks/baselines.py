@@ -5,7 +5,11 @@ Classification (user attribute tasks):
 - ``majority_class``: always predicts the most frequent training label.
 - ``logistic_regression``: multinomial logistic regression (scikit-learn) on a bag of items
   (binary user x item matrix, rows L2-normalised); the inverse regularisation strength C is
-  picked on the eval split.
+  picked by ``choose_c`` on the eval (validation) users only, which never sees the test users.
+  The transfer table runs it on a bag of ALL of a user's items and on a bag of the last L
+  items (``last_items``: what a model with context L reads).
+- ``linear_probe``: the same logistic regression on dense, standardised features (the frozen
+  backbone's mean hidden state), C again chosen on the eval users.
 
 Cold-start (target-domain items for users with no target history):
 
@@ -26,7 +30,7 @@ The algorithms work on plain Python/numpy data (lists of item-id sequences); ``l
 reads a task's TFRecords the way the fine-tuning pipeline does (TensorFlow imported lazily).
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,30 +40,48 @@ RANKING_METRICS = (("hr", 10), ("ndcg", 10), ("mrr", 5))
 # ----------------------------------------------------------------------------- data
 
 
-def load_split(examples_dir: str, split: str, kind: str, max_len: int) -> Dict[str, list]:
-    """Reads one split of a task's examples: ``{"item_ids": [...], "labels" | "targets": [...]}``.
+def load_files(files, kind: str, max_len: Optional[int] = None) -> Dict[str, list]:
+    """Reads task examples from TFRecord files: ``{"item_ids", "labels" | "targets", "user_ids"}``.
 
-    Each item list holds the most recent ``max_len`` items (what the models see), oldest first,
-    without padding. ``kind``: "classification" (labels: ints) or "cold_start" (targets: lists
-    of target ids).
+    Each item list is the user's sequence as stored (oldest first, whole history), or its most
+    recent ``max_len`` items when given. ``kind``: "classification" (labels: ints) or
+    "cold_start" (targets: lists of target ids).
     """
-    from peterrec.components import ids
+    import tensorflow as tf
+
+    from peterrec.components import example_format
     from peterrec.trainer import data
 
-    files = data.split_files(examples_dir, split)
-    dataset = data.dataset_from_files(files, 512, max_len, kind=kind)
+    spec = example_format.feature_spec(with_label=kind == "classification", with_targets=kind == "cold_start")
+    files = data.expand_file_patterns(files)
+    dataset = tf.data.TFRecordDataset(files, compression_type=example_format.COMPRESSION).batch(1024)
     items: List[List[int]] = []
     labels: list = []
-    for batch in dataset:
-        for row in batch["item_ids"].numpy():
-            items.append([int(i) for i in row if i != ids.PAD_ID])
+    users: List[str] = []
+    for serialized in dataset:
+        parsed = tf.io.parse_example(serialized, spec)
+        for row in parsed[example_format.ITEM_IDS].to_list():
+            row = [int(i) for i in row]
+            items.append(row[-max_len:] if max_len else row)
+        users.extend(u.decode("utf-8") for u in parsed[example_format.USER_ID].numpy())
         if kind == "classification":
-            labels.extend(int(v) for v in batch["label"].numpy())
+            labels.extend(int(v) for v in parsed[example_format.LABEL].numpy())
         else:
-            for row in batch["target_item_ids"].numpy():
-                labels.append([int(t) for t in row if t != ids.PAD_ID])
+            labels.extend([int(t) for t in row] for row in parsed[example_format.TARGET_ITEM_IDS].to_list())
     key = "labels" if kind == "classification" else "targets"
-    return {"item_ids": items, key: labels}
+    return {"item_ids": items, key: labels, "user_ids": users}
+
+
+def load_split(examples_dir: str, split: str, kind: str, max_len: Optional[int] = None) -> Dict[str, list]:
+    """``load_files`` on one split (``Split-<split>/``) of a task's examples."""
+    from peterrec.trainer import data
+
+    return load_files(data.split_files(examples_dir, split), kind, max_len)
+
+
+def last_items(sequences: Sequence[Sequence[int]], length: Optional[int]) -> List[List[int]]:
+    """The most recent ``length`` items of each sequence (all of them when ``length`` is None)."""
+    return [list(s[-length:]) if length else list(s) for s in sequences]
 
 
 def bag_of_items(sequences: Sequence[Sequence[int]], vocab_size: int, normalise: bool = True):
@@ -108,31 +130,66 @@ def majority_class(train_labels: Sequence[int], test_labels: Sequence[int]) -> D
             "class": majority}
 
 
+C_VALUES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def choose_c(fit, train, eval_split, c_values: Sequence[float] = C_VALUES) -> Tuple[float, Dict[float, float]]:
+    """The C with the best eval accuracy (ties: the smaller C) and every C's eval accuracy.
+
+    ``fit(c, x, y)`` returns a fitted model; ``train`` and ``eval_split`` are (x, y) pairs. The
+    test users are not an argument: the choice cannot depend on them.
+    """
+    if eval_split is None or len(c_values) < 2:
+        return float(c_values[0]), {}
+    scores = {float(c): accuracy(eval_split[1], fit(c, *train).predict(eval_split[0])) for c in c_values}
+    return max(scores, key=lambda c: (scores[c], -c)), scores
+
+
 def logistic_regression(train: Tuple[Sequence[Sequence[int]], Sequence[int]],
                         test: Tuple[Sequence[Sequence[int]], Sequence[int]], vocab_size: int,
                         eval_split: Optional[Tuple[Sequence[Sequence[int]], Sequence[int]]] = None,
-                        c_values: Sequence[float] = (0.3, 1.0, 3.0, 10.0), seed: int = 0) -> Dict[str, float]:
-    """Multinomial logistic regression on the bag of items; C chosen on ``eval_split``.
+                        c_values: Sequence[float] = C_VALUES, seed: int = 0) -> Dict[str, Any]:
+    """Multinomial logistic regression on the bag of items; C chosen on ``eval_split`` only.
 
     train / test / eval_split: (item-id sequences, labels). Without an eval split the first of
-    ``c_values`` is used. Returns test accuracy, macro-F1 and the chosen C.
+    ``c_values`` is used. Returns test accuracy, macro-F1, the chosen C and the eval accuracy of
+    every C tried (``eval_accuracy_by_c``).
     """
     from sklearn.linear_model import LogisticRegression
 
-    x_train, y_train = bag_of_items(train[0], vocab_size), np.asarray(train[1])
-    x_test, y_test = bag_of_items(test[0], vocab_size), np.asarray(test[1])
+    def fit(c: float, x, y):
+        return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
 
-    def fit(c: float):
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-        return model.fit(x_train, y_train)
+    bag = (bag_of_items(train[0], vocab_size), np.asarray(train[1]))
+    evaluation = None if eval_split is None else (bag_of_items(eval_split[0], vocab_size), np.asarray(eval_split[1]))
+    best_c, scores = choose_c(fit, bag, evaluation, c_values)
+    y_test = np.asarray(test[1])
+    predictions = fit(best_c, *bag).predict(bag_of_items(test[0], vocab_size))
+    return {"accuracy": accuracy(y_test, predictions), "macro_f1": macro_f1(y_test, predictions), "C": best_c,
+            "eval_accuracy_by_c": {str(c): v for c, v in scores.items()}}
 
-    best_c = float(c_values[0])
-    if eval_split is not None and len(c_values) > 1:
-        x_eval, y_eval = bag_of_items(eval_split[0], vocab_size), np.asarray(eval_split[1])
-        scores = {float(c): accuracy(y_eval, fit(c).predict(x_eval)) for c in c_values}
-        best_c = max(scores, key=lambda c: (scores[c], -c))
-    predictions = fit(best_c).predict(x_test)
-    return {"accuracy": accuracy(y_test, predictions), "macro_f1": macro_f1(y_test, predictions), "C": best_c}
+
+def linear_probe(train: Tuple[np.ndarray, Sequence[int]], test: Tuple[np.ndarray, Sequence[int]],
+                 eval_split: Optional[Tuple[np.ndarray, Sequence[int]]] = None,
+                 c_values: Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0), seed: int = 0) -> Dict[str, Any]:
+    """Logistic regression on dense features standardised on the train users; C chosen on
+    ``eval_split`` only. Returns test accuracy, macro-F1, C and the eval accuracy of every C."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(np.asarray(train[0]))
+
+    def fit(c: float, x, y):
+        return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
+
+    scaled = (scaler.transform(np.asarray(train[0])), np.asarray(train[1]))
+    evaluation = None if eval_split is None else (scaler.transform(np.asarray(eval_split[0])),
+                                                  np.asarray(eval_split[1]))
+    best_c, scores = choose_c(fit, scaled, evaluation, c_values)
+    y_test = np.asarray(test[1])
+    predictions = fit(best_c, *scaled).predict(scaler.transform(np.asarray(test[0])))
+    return {"accuracy": accuracy(y_test, predictions), "macro_f1": macro_f1(y_test, predictions), "C": best_c,
+            "eval_accuracy_by_c": {str(c): v for c, v in scores.items()}}
 
 
 # ----------------------------------------------------------------------------- ranking
@@ -282,10 +339,22 @@ class ItemKNN:
 # ----------------------------------------------------------------------------- whole tasks
 
 
-def classification_baselines(train, test, vocab_size: int, eval_split=None, seed: int = 0) -> Dict[str, Dict]:
-    """{"majority": {...}, "logreg": {...}} on (sequences, labels) pairs."""
-    return {"majority": majority_class(train[1], test[1]),
-            "logreg": logistic_regression(train, test, vocab_size, eval_split=eval_split, seed=seed)}
+def classification_baselines(train, test, vocab_size: int, eval_split=None, context: Optional[int] = None,
+                             c_values: Sequence[float] = C_VALUES, seed: int = 0) -> Dict[str, Dict]:
+    """On (sequences, labels) pairs of whole histories: {"majority": ..., "logreg_all": logistic
+    regression on the bag of ALL a user's items, "logreg_last": on the bag of the last ``context``
+    items (only when ``context`` is given)}; C chosen on ``eval_split`` for each."""
+    results = {"majority": majority_class(train[1], test[1]),
+               "logreg_all": logistic_regression(train, test, vocab_size, eval_split=eval_split, c_values=c_values,
+                                                 seed=seed)}
+    if context:
+        def cut(pair):
+            return None if pair is None else (last_items(pair[0], context), pair[1])
+
+        results["logreg_last"] = logistic_regression(cut(train), cut(test), vocab_size, eval_split=cut(eval_split),
+                                                     c_values=c_values, seed=seed)
+        results["logreg_last"]["context"] = int(context)
+    return results
 
 
 def cold_start_baselines(train, test, item_vocab_size: int, target_vocab_size: int, num_reserved_targets: int,

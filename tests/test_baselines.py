@@ -71,9 +71,67 @@ def test_bag_of_items_is_binary_and_row_normalised():
 def test_logistic_regression_learns_a_profile_that_majority_cannot():
     train, test, evaluation = _profile_users(300, 0), _profile_users(200, 1), _profile_users(100, 2)
     result = baselines.classification_baselines(train, test, vocab_size=44, eval_split=evaluation)
-    assert result["logreg"]["accuracy"] > 0.85
+    assert result["logreg_all"]["accuracy"] > 0.85
     assert result["majority"]["accuracy"] < 0.65
-    assert result["logreg"]["C"] in (0.3, 1.0, 3.0, 10.0)
+    assert result["logreg_all"]["C"] in baselines.C_VALUES
+    assert "logreg_last" not in result  # only with a context
+
+
+def _early_signal_users(n_users: int, seed: int, length: int = 12):
+    """The class shows only in a user's first 3 items; the rest are shared noise."""
+    rng = np.random.default_rng(seed)
+    sequences, labels = [], []
+    for _ in range(n_users):
+        label = int(rng.integers(0, 2))
+        early = NUM_RESERVED_ITEMS + 10 * label + rng.integers(0, 10, size=3)
+        late = NUM_RESERVED_ITEMS + 20 + rng.integers(0, 20, size=length - 3)
+        sequences.append([int(i) for i in np.concatenate([early, late])])
+        labels.append(label)
+    return sequences, labels
+
+
+def test_the_last_items_bag_reads_only_the_last_items():
+    assert baselines.last_items([[1, 2, 3, 4], [5]], 2) == [[3, 4], [5]]
+    assert baselines.last_items([[1, 2, 3]], None) == [[1, 2, 3]]
+    train, test, evaluation = _early_signal_users(300, 0), _early_signal_users(200, 1), _early_signal_users(100, 2)
+    result = baselines.classification_baselines(train, test, vocab_size=44, eval_split=evaluation, context=9)
+    assert result["logreg_all"]["accuracy"] > 0.9  # the whole history holds the signal
+    assert result["logreg_last"]["accuracy"] < 0.7  # the last 9 items do not
+    assert result["logreg_last"]["context"] == 9
+
+
+def test_c_is_chosen_on_the_eval_users_never_on_the_test_users():
+    train, test, evaluation = _profile_users(200, 0), _profile_users(150, 1), _profile_users(150, 2)
+    c_values = (1e-4, 100.0)  # C = 1e-4 predicts one class for everyone; C = 100 learns the profile
+    clean = baselines.logistic_regression(train, test, 44, eval_split=evaluation, c_values=c_values)
+    assert clean["C"] == 100.0
+    # The choice is the arg-max of the eval accuracies it reports ...
+    scores = {float(c): v for c, v in clean["eval_accuracy_by_c"].items()}
+    assert clean["C"] == max(scores, key=lambda c: (scores[c], -c))
+    # ... does not move when only the test labels change ...
+    scrambled = (test[0], list(1 - np.asarray(test[1])))
+    assert baselines.logistic_regression(train, scrambled, 44, eval_split=evaluation, c_values=c_values)["C"] == 100.0
+    # ... and follows the eval users: with eval labels flipped, learning the profile scores worst there.
+    flipped = (evaluation[0], list(1 - np.asarray(evaluation[1])))
+    moved = baselines.logistic_regression(train, test, 44, eval_split=flipped, c_values=c_values)
+    assert moved["C"] == 1e-4
+    assert moved["accuracy"] < clean["accuracy"]  # measured on the same test users
+
+
+def test_linear_probe_standardises_and_picks_c_on_eval():
+    rng = np.random.default_rng(0)
+
+    def users(n):
+        labels = rng.integers(0, 2, n)
+        features = rng.normal(size=(n, 6)) * 10.0 + 1000.0
+        features[:, 0] += 40.0 * labels  # one informative feature on a large offset and scale
+        return features, labels
+
+    train, test, evaluation = users(300), users(200), users(100)
+    result = baselines.linear_probe(train, test, eval_split=evaluation, c_values=(1e-5, 1.0))
+    assert result["C"] == 1.0 and result["accuracy"] > 0.9
+    flipped = (evaluation[0], 1 - evaluation[1])
+    assert baselines.linear_probe(train, test, eval_split=flipped, c_values=(1e-5, 1.0))["C"] == 1e-5
 
 
 def test_ranks_agree_with_the_trainer_reference_functions():
