@@ -50,25 +50,27 @@ lock: setup
 bench-ingest: setup
 	$(PY) benchmarks/ingest.py --movielens $(MOVIELENS)
 
-# The published table's settings (benchmarks/results/transfer_table.md). JOBS processes share
-# the runs (one TF thread each); then one process measures step times alone and prints the table.
-TRANSFER_ARGS ?= --seeds 5 --pretrain-epochs 8 --epochs 30 --patience 5 --learning-rate 3e-3 --readout-norm \
-	--classification-monitor val_loss --lr-schedule cosine --cold-start-embedding-dim 8
+# The transfer table (benchmarks/transfer_table.py): the package's fine-tuning defaults, attribute
+# tasks on 5 user folds, cold start on 5 seeds. JOBS processes share the runs (one TF thread each);
+# then one process measures step times alone and writes the table to TRANSFER_OUT, which is
+# outside the repository unless told: publish with TRANSFER_OUT=benchmarks/results/transfer_table.md.
+TRANSFER_ARGS ?= --folds 5 --seeds 1
 TRANSFER_WORK ?= /tmp/peterrec-transfer
+TRANSFER_OUT ?= $(TRANSFER_WORK)/transfer_table.md
 JOBS ?= 2
 bench-transfer: setup
-	$(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS) $(TRANSFER_ARGS) --work $(TRANSFER_WORK) --prepare-only
+	$(PY) benchmarks/transfer_table.py --format movielens-1m --source $(MOVIELENS) $(TRANSFER_ARGS) --work $(TRANSFER_WORK) --prepare-only
 	@echo "fine-tuning in $(JOBS) processes sharing the plan; follow them with: tail -f $(TRANSFER_WORK)/worker-*.log"
 	pids=""; for k in $$(seq 0 $$(($(JOBS) - 1))); do \
-		TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 $(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS) \
-			$(TRANSFER_ARGS) --work $(TRANSFER_WORK) --no-timing --no-baselines \
+		TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 $(PY) benchmarks/transfer_table.py --format movielens-1m \
+			--source $(MOVIELENS) $(TRANSFER_ARGS) --work $(TRANSFER_WORK) --no-timing --no-baselines \
 			--out $(TRANSFER_WORK)/worker-$$k.md > $(TRANSFER_WORK)/worker-$$k.log 2>&1 & pids="$$pids $$!"; \
 	done; status=0; for pid in $$pids; do wait $$pid || status=1; done; \
 	test $$status = 0 || { echo "a fine-tuning process failed: see $(TRANSFER_WORK)/worker-*.log" >&2; exit 1; }
-	$(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS) $(TRANSFER_ARGS) --work $(TRANSFER_WORK)
+	$(PY) benchmarks/transfer_table.py --format movielens-1m --source $(MOVIELENS) $(TRANSFER_ARGS) --work $(TRANSFER_WORK) --out $(TRANSFER_OUT)
 
 bench-transfer-quick: setup
-	$(PY) benchmarks/transfer_table.py --movielens $(MOVIELENS) --quick
+	$(PY) benchmarks/transfer_table.py --format movielens-1m --source $(MOVIELENS) --quick --work $(TRANSFER_WORK)-quick
 
 bench-serving: setup
 	$(PY) benchmarks/serving.py
