@@ -26,8 +26,10 @@ scorer, so the rank is the number of real ids scoring at least as high); sampled
 it among itself and 99 negatives drawn uniformly (with replacement) from the other real ids.
 Reported: HR@10, NDCG@10, MRR@5, full and sampled (``sampled_`` prefix).
 
-The algorithms work on plain Python/numpy data (lists of item-id sequences); ``load_split``
-reads a task's TFRecords the way the fine-tuning pipeline does (TensorFlow imported lazily).
+The algorithms work on plain Python/numpy data (lists of item-id sequences); ``load_files`` /
+``load_split`` read a task's TFRecords as stored (whole histories unless ``max_len`` is given,
+oldest first; TensorFlow imported lazily), ``last_items`` cuts them to what a model with
+context L reads.
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
