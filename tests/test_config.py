@@ -64,5 +64,7 @@ def test_strategy_decides_the_adapter():
     assert TaskConfig("t", strategy="iak").effective_adapter().kind == "iak"
     assert TaskConfig("t", strategy="peter-zero", adapter=base).effective_adapter() == base
     assert base.kind == "iak"                 # the task's own config is not modified
+    assert TaskConfig("t", strategy="peterrec+items", adapter=base).effective_adapter() == AdapterConfig(
+        "patch", "serial", 3)
     assert [TaskConfig("t", strategy=s).uses_adapters for s in STRATEGIES] == [
-        True, True, True, False, False, False, True]
+        True, True, True, False, False, False, True, True]
