@@ -11,7 +11,7 @@ import tf_keras as keras
 
 from peterrec.trainer.backbone import NextItNetBackbone, ResidualBlock
 from peterrec.trainer.config import AdapterConfig
-from peterrec.trainer.patches import BlockPatch, IAKAdapter, ModelPatch, PatchSet
+from peterrec.trainer.patches import BlockPatch, IAKAdapter, ModelPatch, PatchSet, make_adapter
 
 
 def _randomise(layer, seed=0, scale=0.3):
@@ -29,6 +29,11 @@ def _gelu(x):
     return 0.5 * x * (1 + _erf(x / np.sqrt(2)))
 
 
+def _scale(x):
+    """Per-position RMS over the channels, [..., 1] (patches.position_scale in numpy)."""
+    return np.sqrt((x ** 2).mean(-1, keepdims=True) + 1e-12)
+
+
 def test_model_patch_is_identity_at_init_and_matches_the_formula():
     keras.utils.set_random_seed(0)
     patch = ModelPatch(6, bottleneck=2)
@@ -37,7 +42,8 @@ def test_model_patch_is_identity_at_init_and_matches_the_formula():
     np.testing.assert_array_equal(patch(x, residual=False).numpy(), 0.0)
     _randomise(patch)
     w_down, b1, w_up, b2 = [w.numpy() for w in patch.weights]
-    expected_delta = _gelu(x.numpy() @ w_down + b1) @ w_up + b2
+    s = _scale(x.numpy())
+    expected_delta = s * (_gelu(x.numpy() / s @ w_down + b1) @ w_up + b2)
     np.testing.assert_allclose(patch(x).numpy(), x.numpy() + expected_delta, atol=1e-5)
     np.testing.assert_allclose(patch(x, residual=False).numpy(), expected_delta, atol=1e-5)
     assert patch.count_params() == 6 * 2 + 2 + 2 * 6 + 6
@@ -52,13 +58,15 @@ def test_iak_adapter_identity_inference_and_kl():
     _randomise(adapter, scale=0.5)
     # Inference: z = mu, deterministic, no loss.
     mu_w, mu_b, lv_w, lv_b, dec_w, dec_b = [w.numpy() for w in adapter.trainable_weights]
-    mu = x.numpy() @ mu_w + mu_b
-    np.testing.assert_allclose(adapter(x, mask=mask).numpy(), x.numpy() + _gelu(mu) @ dec_w + dec_b, atol=1e-5)
+    s = _scale(x.numpy())
+    mu = x.numpy() / s @ mu_w + mu_b
+    np.testing.assert_allclose(adapter(x, mask=mask).numpy(), x.numpy() + s * (_gelu(mu) @ dec_w + dec_b),
+                               atol=1e-5)
     assert not adapter.losses
     # Training: stochastic output, beta-weighted KL over real positions, warm-up.
     out1 = adapter(x, mask=mask, training=True)
     kl_loss = float(adapter.losses[0])
-    log_var = x.numpy() @ lv_w + lv_b
+    log_var = x.numpy() / s @ lv_w + lv_b
     kl = 0.5 * (mu ** 2 + np.exp(log_var) - 1 - log_var).sum(-1)
     expected_kl = kl[mask.numpy()].mean()
     assert kl_loss == 0.0                         # beta(0) = 0
@@ -130,3 +138,21 @@ def test_patch_set_size_mismatch_is_reported():
     embeddings = backbone.embed(tf.constant([[4, 5]]))
     with pytest.raises(ValueError, match="block patches"):
         backbone.encode(embeddings, tf.constant([[True, True]]), patches=wrong)
+
+
+@pytest.mark.parametrize("kind", ["patch", "iak"])
+def test_adapters_work_in_units_of_their_input_scale(kind):
+    """delta(c x) = c delta(x): a LayerNorm after the adapter sees the same patched signal whether
+    the frozen activation at the insertion point is 0.006 RMS (block 0's first conv on 0.02-scale
+    embeddings) or 1. With the plain formula a bias of 0.05, two Adam steps at lr 3e-3 short of
+    nothing, erased the tiny signal: LN(x + b2) was nearly one vector at every position."""
+    keras.utils.set_random_seed(0)
+    adapter = make_adapter(AdapterConfig(kind=kind, bottleneck=3), 8, "a")
+    x = tf.random.normal([2, 5, 8])
+    adapter(x)
+    _randomise(adapter, scale=0.05)
+    norm = keras.layers.LayerNormalization(epsilon=1e-8)
+    big, tiny = norm(adapter(x)).numpy(), norm(adapter(0.006 * x)).numpy()
+    np.testing.assert_allclose(tiny, big, atol=2e-3)      # up to LN1's epsilon
+    np.testing.assert_allclose(adapter(0.006 * x, residual=False).numpy(),
+                               0.006 * adapter(x, residual=False).numpy(), rtol=1e-4, atol=1e-7)

@@ -2,7 +2,8 @@
 
 - ``ModelPatch`` (METHOD.md section 3): ``MP(x) = x + W_up . GELU(W_down . x + b1) + b2``;
   ``W_up`` and ``b2`` start at zero, so a patched network starts exactly at the pretrained
-  function.
+  function. This project computes the bottleneck in units of the input's scale (see
+  "Scale-relative adapters" below).
 - ``IAKAdapter`` (METHOD.md section 6): a variational information-bottleneck adapter.
 - ``BlockPatch``: the two adapters of one residual block, their placement, and optionally a
   task-owned copy of the block's second LayerNorm.
@@ -20,6 +21,19 @@ start at ``Conv(x) + x`` instead of the pretrained ``Conv(x)``; adding only the 
 
 Patches belong to tasks, not to the backbone: several tasks keep their own PatchSets and pass
 the one they need to ``NextItNetBackbone.encode``, so one backbone instance serves many tasks.
+
+Scale-relative adapters: every adapter reads ``x / s`` and returns ``s * delta(x / s)``, where
+``s`` is the root mean square of ``x`` over the channels at each position, so
+``MP(x) = x + s . (W_up . GELU(W_down . x / s + b1) + b2)``. Each insertion point is followed by
+a LayerNorm, which discards the scale of its input, and the scale differs by orders of
+magnitude between insertion points of a pretrained backbone: the first conv of block 0 reads
+the 0.02-scale item embeddings and outputs ~0.006 RMS, later convs ~0.1-0.3. With the plain
+formula, Adam's first steps move ``b2`` by about the learning rate (3e-3) per step, so after a
+few steps the patch's constant swamps block 0's conv signal, LN1 outputs nearly the same
+vector at every position, and the user information is wiped out at the bottom of the network
+(fine-tuning on 1,000 users then stayed at the majority rate on its own training set). In
+units of ``s`` a step is the same relative change at every insertion point, and the function
+at initialisation is still exactly the pretrained one (``W_up`` and ``b2`` start at zero).
 """
 
 from typing import Optional
@@ -36,15 +50,25 @@ from peterrec.trainer.config import AdapterConfig
 _no_autograph = tf.autograph.experimental.do_not_convert
 
 
+_SCALE_EPSILON = 1e-12  # added to the mean square; far below any real activation's (~1e-5 and up)
+
+
 def _gelu(x):
     return tf.nn.gelu(x, approximate=False)
+
+
+def position_scale(x):
+    """The root mean square of ``x`` [..., d] over its channels, [..., 1]: the unit in which the
+    adapters read their input and write their output (module docstring)."""
+    return tf.sqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + _SCALE_EPSILON)
 
 
 class ModelPatch(keras.layers.Layer):
     """PeterRec's model patch: a bottleneck residual MLP on the channel axis, identity at init.
 
     ``call(x, residual=True)`` returns ``x + delta(x)``; ``residual=False`` returns ``delta(x)``
-    alone (parallel placement).
+    alone (parallel placement). ``delta(x) = s . (W_up . GELU(W_down . x / s + b1) + b2)`` with
+    ``s = position_scale(x)``, so ``delta(c x) = c delta(x)`` (module docstring).
     """
 
     def __init__(self, channels: int, bottleneck: int = 16, **kwargs):
@@ -65,7 +89,8 @@ class ModelPatch(keras.layers.Layer):
 
     def call(self, x, mask=None, residual=True, training=None):
         """x [..., d] -> x + delta (residual) or delta; ``mask`` is accepted and unused."""
-        delta = self.up(_gelu(self.down(x)))
+        scale = position_scale(x)
+        delta = scale * self.up(_gelu(self.down(x / scale)))
         return x + delta if residual else delta
 
     def compute_mask(self, inputs, mask=None):
@@ -85,9 +110,10 @@ class IAKAdapter(keras.layers.Layer):
     information bottleneck as knowledge compression followed by knowledge matching. We read it
     as a variational information-bottleneck adapter at the model-patch insertion points:
 
-    - compression (encoder): ``mu = Dense_r(h)``, ``log_var = Dense_r(h)``,
+    - compression (encoder): ``mu = Dense_r(h / s)``, ``log_var = Dense_r(h / s)``,
       ``z = mu + exp(log_var / 2) * eps`` while training, ``z = mu`` at inference;
-    - matching (decoder): ``delta = Dense_d(GELU(z))``, zero-initialised, output ``h + delta``;
+    - matching (decoder): ``delta = s . Dense_d(GELU(z))``, zero-initialised, output
+      ``h + delta``; ``s = position_scale(h)``, as for the model patch (module docstring);
     - loss: ``beta(step) * KL(N(mu, sigma^2) || N(0, I))``, the KL summed over the latent
       dimensions and averaged over real (non-padding) positions, added with ``add_loss``;
       ``beta(step) = beta * min(1, step / warmup_steps)`` (linear warm-up). ``step`` is a
@@ -135,15 +161,17 @@ class IAKAdapter(keras.layers.Layer):
 
     def call(self, x, mask=None, residual=True, training=None):
         """x [B, T, d] -> x + delta (residual) or delta. Adds the KL term when training."""
-        mu = self.mu_layer(x)
+        scale = position_scale(x)
+        unit = x / scale
+        mu = self.mu_layer(unit)
         if training:
-            log_var = tf.clip_by_value(self.log_var_layer(x), -10.0, 10.0)
+            log_var = tf.clip_by_value(self.log_var_layer(unit), -10.0, 10.0)
             z = mu + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mu), dtype=mu.dtype)
             self.add_loss(self.current_beta() * self.kl_divergence(mu, log_var, mask))
             self.step.assign_add(1.0)
         else:
             z = mu
-        delta = self.decoder(_gelu(z))
+        delta = scale * self.decoder(_gelu(z))
         return x + delta if residual else delta
 
     def compute_mask(self, inputs, mask=None):
