@@ -92,7 +92,7 @@ class SyntheticConfig:
 # "hard": 1,000 users whose attributes leave only a weak trace in what they choose (gender
 # weight 0.2 instead of 1.0, age weight 0.25 per bucket instead of 0.6) and 20 % noisy labels:
 # the small-data regime, where a fine-tuned model must beat the majority class by a few points,
-# not by tens. Measured (components/synthetic.py's test_hard_preset_is_only_weakly_learnable
+# not by tens. Measured (tests/test_synthetic.py's test_hard_preset_is_only_weakly_learnable
 # computes the same): a logistic regression (C=0.1) on the bag of a user's source items, trained
 # on the first 70 % of users and scored on the other 30 %, over seeds 0-4, beats the majority
 # rate of the held-out users by +7.5 points on gender (sd 3.6; majority 46-56 %) and by +6.8 on
