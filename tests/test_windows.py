@@ -118,3 +118,27 @@ def test_leave_one_out_model_scores_only_the_last_position(histories):
     assert figures["loss"] == pytest.approx(-log_probs[np.arange(len(targets)), targets].mean(), rel=1e-4)
     assert figures["hr@10"] == pytest.approx(np.mean(ranks <= 10), abs=1e-6)
     assert figures["mrr@10"] == pytest.approx(np.mean(np.where(ranks <= 10, 1.0 / ranks, 0.0)), abs=1e-6)
+
+
+def test_length_sorted_batches_hold_the_same_windows_padded_to_their_longest(histories):
+    files, _ = histories
+    stats = data.window_stats(files, CONTEXT)
+    kwargs = dict(seed=2, num_windows_per_epoch=stats["windows"])
+    plain, steps = data.window_training_dataset(files, 3, CONTEXT, length_sorted_chunk=1, **kwargs)
+    sorted_, sorted_steps = data.window_training_dataset(files, 3, CONTEXT, length_sorted_chunk=4, **kwargs)
+    assert steps == sorted_steps
+    assert all(batch["item_ids"].shape[1] == CONTEXT for batch in plain)
+    widths = []
+    for batch in sorted_:
+        item_ids = batch["item_ids"].numpy()
+        widths.append(item_ids.shape[1])
+        assert (item_ids[:, -1] != ids.PAD_ID).all() and (item_ids[:, 0] != ids.PAD_ID).any()
+    assert min(widths) < CONTEXT and len(widths) == steps
+    assert sorted(map(tuple, _windows_of(plain))) == sorted(map(tuple, _windows_of(sorted_)))
+
+
+def test_left_pad_to_longest_matches_left_pad_at_that_width():
+    import tensorflow as tf
+
+    ragged = tf.ragged.constant([[5, 6, 7], [8], [9, 10]], dtype=tf.int32)
+    np.testing.assert_array_equal(data.left_pad_to_longest(ragged).numpy(), data.left_pad(ragged, 3).numpy())

@@ -21,6 +21,7 @@ from peterrec.components import example_format, ids
 
 KINDS = (None, "classification", "cold_start")
 DEFAULT_SHUFFLE_BUFFER = 10_000
+DEFAULT_LENGTH_SORTED_CHUNK = 32  # batches sorted by window length together (1: no sorting)
 
 
 class DataError(ValueError):
@@ -345,6 +346,20 @@ def tile_windows(items, context: int, shift):
     return tf.gather(items, tf.ragged.range(starts, ends))
 
 
+def left_pad_to_longest(ragged, pad_id: int = ids.PAD_ID):
+    """Ragged rows -> a dense [B, longest row] tensor, LEFT-padded (see ``left_pad``)."""
+    import tensorflow as tf
+
+    lengths = tf.cast(ragged.row_lengths(), tf.int32)
+    width = tf.reduce_max(tf.concat([lengths, [1]], 0))
+    right_padded = ragged.to_tensor(default_value=tf.cast(pad_id, ragged.dtype))
+    right_padded = tf.pad(right_padded, [[0, 0], [0, width - tf.shape(right_padded)[1]]],
+                          constant_values=tf.cast(pad_id, ragged.dtype))
+    source = tf.range(width, dtype=tf.int32)[tf.newaxis, :] - (width - lengths)[:, tf.newaxis]
+    gathered = tf.gather(right_padded, tf.maximum(source, 0), batch_dims=1)
+    return tf.where(source >= 0, gathered, tf.cast(pad_id, ragged.dtype))
+
+
 def window_stats(files: Union[str, Sequence[str]], context: int, holdout: int = 0) -> Dict[str, int]:
     """One pass over TFRecord files: ``{"sequences", "windows", "targets", "items"}`` of the
     windowed training data (each sequence without its last ``holdout`` items)."""
@@ -368,15 +383,20 @@ def window_stats(files: Union[str, Sequence[str]], context: int, holdout: int = 
 def window_training_dataset(files: Union[str, Sequence[str]], batch_size: int, context: int, seed: int = 0,
                             first_epoch: int = 0, last_epoch: int = 1, holdout: int = 0,
                             num_windows_per_epoch: Optional[int] = None, steps_per_epoch: Optional[int] = None,
-                            shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, vocab_size: Optional[int] = None):
+                            shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, vocab_size: Optional[int] = None,
+                            length_sorted_chunk: int = DEFAULT_LENGTH_SORTED_CHUNK):
     """Pretraining batches over whole histories: each epoch cuts every sequence (less its last
     ``holdout`` items, kept for leave-one-out evaluation) into ``tile_windows`` of ``context``
     items, with boundaries that move between epochs, and shuffles the windows.
 
     Every interaction but a user's first is a target exactly once per epoch. The order and the
     cuts depend only on ``(seed, epoch)``, so a resumed run sees the batches the uninterrupted
-    run would have. Returns ``(dataset of {"item_ids": int32 [B, context]} left-padded,
-    steps_per_epoch)``; ``num_windows_per_epoch`` (``window_stats``) gives one pass's steps.
+    run would have. ``length_sorted_chunk`` > 1: the shuffled windows are taken that many
+    batches at a time, sorted by length and batched, and each batch is left-padded only to its
+    longest window (a causal model gives the same outputs at any padding), so short histories
+    stop paying for the context; 1 pads every batch to ``context``. Returns ``(dataset of
+    {"item_ids": int32 [B, <= context]} left-padded, steps_per_epoch)``;
+    ``num_windows_per_epoch`` (``window_stats``) gives one pass's steps.
     """
     import tensorflow as tf
 
@@ -403,7 +423,14 @@ def window_training_dataset(files: Union[str, Sequence[str]], batch_size: int, c
         windows = sequences.enumerate().map(_plain(cut), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         windows = windows.flat_map(_plain(tf.data.Dataset.from_tensor_slices))
         windows = windows.shuffle(shuffle_buffer, seed=pass_seed, reshuffle_each_iteration=False)
-        return windows.ragged_batch(batch_size)
+        if length_sorted_chunk <= 1:
+            return windows.ragged_batch(batch_size)
+        # Windows of similar length share a batch, which is then padded only to its longest window;
+        # chunks are whole batches, so the epoch still has ceil(windows / batch_size) batches.
+        chunks = windows.ragged_batch(batch_size * length_sorted_chunk)
+        by_length = chunks.map(_plain(lambda chunk: tf.gather(chunk, tf.argsort(chunk.row_lengths(), stable=True))))
+        batches = by_length.unbatch().ragged_batch(batch_size)
+        return batches.shuffle(length_sorted_chunk, seed=pass_seed, reshuffle_each_iteration=False)
 
     def one_epoch(epoch: int):
         batches_per_pass = (None if num_windows_per_epoch is None
@@ -424,7 +451,7 @@ def window_training_dataset(files: Union[str, Sequence[str]], batch_size: int, c
         batches = batches.concatenate(one_epoch(epoch))
 
     def dense(ragged):
-        padded = left_pad(ragged, context)
+        padded = left_pad(ragged, context) if length_sorted_chunk <= 1 else left_pad_to_longest(ragged)
         return {"item_ids": _check_ids_below(padded, vocab_size, "item")}
 
     parsed = batches.map(_plain(dense), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
