@@ -124,3 +124,19 @@ def test_normalized_mean_readout_owns_only_its_norm():
     readout.build()
     assert readout.tcl_norm is None and readout.mean_norm is not None
     assert sorted(w.shape.as_list() for w in readout.trainable_weights) == [[3], [3]]
+
+
+def test_classification_head_starts_near_uniform_on_unit_scale_features():
+    """On LayerNorm-ed (unit-scale) read-outs the first logits are small: the loss starts at ~log C
+    rather than at confident random guesses (Glorot's default gave logits of std ~1.3 here)."""
+    import tf_keras as keras
+
+    from peterrec.trainer.objectives import classification_loss
+
+    keras.utils.set_random_seed(0)
+    head = ClassificationHead(5)
+    features = keras.layers.LayerNormalization()(tf.random.normal([256, 64]))
+    logits = head(features)
+    assert float(tf.math.reduce_std(logits)) < 0.3
+    labels = tf.random.uniform([256], maxval=5, dtype=tf.int32)
+    assert float(classification_loss(logits, labels)) == pytest.approx(np.log(5), abs=0.05)

@@ -24,7 +24,8 @@ _NEG = -1e9
 
 
 class ClassificationHead(keras.layers.Layer):
-    """Feed-forward softmax head: optional hidden ReLU layer, then logits over all classes."""
+    """Feed-forward softmax head: optional hidden ReLU layer, then logits over all classes (the
+    logits layer starts small, truncated normal with stddev 0.02, so training starts at ~log C)."""
 
     def __init__(self, num_classes: int, hidden_units: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -32,7 +33,11 @@ class ClassificationHead(keras.layers.Layer):
         self.hidden_units = int(hidden_units)
         self.hidden = keras.layers.Dense(self.hidden_units, activation="relu", name="hidden") \
             if self.hidden_units > 0 else None
-        self.logits = keras.layers.Dense(self.num_classes, name="logits")
+        # Small logits at the start: every class near 1/C, the loss near log C. Glorot's default on
+        # the LayerNorm-ed read-out (unit-scale features) gave logits of std ~1.3, confident random
+        # guesses the first epochs spent unlearning, with an eval loss above log C meanwhile.
+        self.logits = keras.layers.Dense(self.num_classes, name="logits",
+                                         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))
 
     def build(self, input_shape):
         shape = tf.TensorShape(input_shape)
