@@ -61,7 +61,7 @@ from peterrec.components import ids
 from peterrec.serving import signatures
 from peterrec.trainer import artifacts
 
-DEFAULT_MAX_LEN = 50
+DEFAULT_MAX_LEN = 200  # the fine-tuning default context (trainer.finetune.FinetuneConfig.max_len)
 VOCABULARY_TSV = "item_vocabulary.tsv"  # token<TAB>id, real items only: what the lookup table reads
 VOCABULARY_JSON = "vocabulary.json"  # the full vocabulary artifact (contract 2), for people and tools
 WARMUP_UNKNOWN_ITEM = "peterrec-warmup-unknown-item"

@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model's base path; NAME is the served model name, versions go to DIR/NAME/<N>/")
     parser.add_argument("--top-k", type=int, default=100,
                         help="items returned by cold-start and next_items signatures (default 100)")
-    parser.add_argument("--max-len", type=int, default=50,
-                        help="most recent items of a request the model reads, as in training (default 50)")
+    parser.add_argument("--max-len", type=int, default=200,
+                        help="most recent items of a request the model reads, as in training (default 200)")
     parser.add_argument("--label", default=None, metavar="LABEL",
                         help="point this version label (stable or canary) at the new version in models.config")
     parser.add_argument("--config-dir", default=None,
