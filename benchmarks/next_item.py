@@ -2,7 +2,7 @@
 
     python benchmarks/next_item.py --format movielens-1m --source ../shared/data/ml-1m
         [--work /tmp/peterrec-next-item] [--budget-minutes 20] [--max-epochs 40] [--context 200]
-        [--dim 64] [--batch-size 64] [--learning-rate 1e-3] [--target-ndcg 0.0863] [--out FILE]
+        [--dim 64] [--dilations 1,2,4,8,16,32,64,128] [--batch-size 64] [--learning-rate 1e-3] [--target-ndcg 0.0863] [--out FILE]
 
 Ingests the whole histories (Beam, no cap), pretrains the default NextItNet on every user's
 history less the last two items in windows of ``--context`` items (``peterrec.trainer.pretrain``
@@ -149,6 +149,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-epochs", type=int, default=40, help="epochs at most (default 40)")
     parser.add_argument("--context", type=int, default=200, help="window length (default 200)")
     parser.add_argument("--dim", type=int, default=64, help="embedding width d (default 64)")
+    parser.add_argument("--dilations", default=None,
+                        help="conv dilations, two per block, comma-separated (default: the backbone's default)")
     parser.add_argument("--batch-size", type=int, default=64, help="windows per batch (default 64)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (smoke runs)")
@@ -169,11 +171,14 @@ def main(argv=None) -> int:
 
     os.makedirs(args.work, exist_ok=True)
     paths = ingest(args.source_format, args.source, args.work)
-    settings = {"format": args.source_format, "context": args.context, "dim": args.dim,
+    dilations = (tuple(int(d) for d in args.dilations.split(",")) if args.dilations
+                 else BackboneConfig(vocab_size=0).dilations)
+    settings = {"format": args.source_format, "context": args.context, "dim": args.dim, "dilations": list(dilations),
                 "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                 "budget_minutes": args.budget_minutes, "steps_per_epoch": args.steps_per_epoch,
                 "interactions": paths["kept"], "users": paths["users"]}
-    config = PretrainConfig(backbone=BackboneConfig(vocab_size=0, embedding_dim=args.dim), max_len=args.context,
+    config = PretrainConfig(backbone=BackboneConfig(vocab_size=0, embedding_dim=args.dim, dilations=dilations),
+                            max_len=args.context,
                             batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.max_epochs,
                             early_stopping_patience=0, steps_per_epoch=args.steps_per_epoch, verbose=2)
     files = sorted(f for split in ("train", "eval", "test") for f in data.split_files(paths["examples"], split))

@@ -104,9 +104,10 @@ def _run(job) -> int:
 def _synth(args) -> int:
     from peterrec.components import synthetic
 
-    config = synthetic.SyntheticConfig(users=args.users, seed=args.seed, source_items=args.source_items,
-                                       target_items=args.target_items, min_source_len=args.min_len,
-                                       max_source_len=args.max_len)
+    given = {"users": args.users, "source_items": args.source_items, "target_items": args.target_items,
+             "min_source_len": args.min_len, "max_source_len": args.max_len}
+    config = synthetic.SyntheticConfig.preset(args.preset, seed=args.seed,
+                                              **{k: v for k, v in given.items() if v is not None})
     paths = synthetic.generate(args.output, config)
     print(f"wrote {config.users} synthetic users (seed {config.seed}):")
     print(f"  interactions  {paths.interactions}")
@@ -162,12 +163,15 @@ def register(subparsers) -> None:
                                   description="Writes interactions.csv (user,item,timestamp,domain), "
                                               "gender.csv and age.csv (user,label) of synthetic users.")
     synth.add_argument("--output", required=True, help="folder to write into")
-    synth.add_argument("--users", type=int, default=2000, help="number of users (2000)")
+    synth.add_argument("--preset", default="default", choices=("default", "hard"),
+                       help="default: clear signal (2,000 users); hard: 1,000 users whose attributes a linear "
+                            "model predicts only a few points above the majority rate")
+    synth.add_argument("--users", type=int, default=None, help="number of users (preset's; default 2000)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    synth.add_argument("--source-items", type=int, default=300, help="items of the source domain (300)")
-    synth.add_argument("--target-items", type=int, default=200, help="items of the target domain (200)")
-    synth.add_argument("--min-len", type=int, default=20, help="shortest source sequence (20)")
-    synth.add_argument("--max-len", type=int, default=60, help="longest source sequence (60)")
+    synth.add_argument("--source-items", type=int, default=None, help="items of the source domain (300)")
+    synth.add_argument("--target-items", type=int, default=None, help="items of the target domain (200)")
+    synth.add_argument("--min-len", type=int, default=None, help="shortest source sequence (20)")
+    synth.add_argument("--max-len", type=int, default=None, help="longest source sequence (60)")
     synth.set_defaults(handler=_synth)
 
     ingest = subparsers.add_parser("ingest", help="raw interactions -> sequence examples + item vocabulary (Beam)",

@@ -194,6 +194,9 @@ def test_metadata_round_trip_and_rejects(exported, tmp_path):
     assert again.trainable_percent == pytest.approx(1.0)
     with pytest.raises(artifacts.ArtifactError, match="format"):
         artifacts.PatchMetadata.from_dict({**metadata.to_dict(), "format_version": 99})
+    older = {k: v for k, v in metadata.to_dict().items() if k != "format_version"}  # written before versions 2
+    with pytest.raises(artifacts.ArtifactError, match="fine-tune the task again"):
+        artifacts.PatchMetadata.from_dict(older)
     with pytest.raises(artifacts.ArtifactError, match="unknown keys"):
         artifacts.PatchMetadata.from_dict({**metadata.to_dict(), "colour": "red"})
     with pytest.raises(artifacts.ArtifactError, match="does not exist"):

@@ -23,6 +23,13 @@ def test_synth_writes_the_data_set(synthetic_dir):
     assert json.loads((data / "synthetic.json").read_text())["users"] == 40
 
 
+def test_synth_hard_preset_keeps_its_settings_under_size_flags(tmp_path):
+    assert cli.main(["synth", "--preset", "hard", "--output", str(tmp_path), "--users", "30", "--source-items",
+                     "30", "--target-items", "20", "--min-len", "4", "--max-len", "8"]) == 0
+    written = json.loads((tmp_path / "synthetic.json").read_text())
+    assert written["users"] == 30 and written["label_noise"] == 0.2 and written["gender_weight"] == 0.2
+
+
 def test_ingest_then_task_examples(synthetic_dir, capsys):
     data, out = synthetic_dir / "data", synthetic_dir / "out"
     status = cli.main(["ingest", "--format", "csv", "--source", str(data / "interactions.csv"), "--domain", "source",

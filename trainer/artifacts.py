@@ -41,6 +41,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from peterrec.components.vocabulary import Vocabulary, VocabularyError
 
 FORMAT_VERSION = 1
+# Patch artifacts: 2 since model patches and IAK adapters work in units of their input's scale
+# (trainer.patches); a format-1 patch's weights mean something else under that formula.
+PATCH_FORMAT_VERSION = 2
 BACKBONE_CONFIG_FILE = "backbone_config.json"
 PATCH_METADATA_FILE = "metadata.json"
 PATCH_VARIABLES_DIR = "variables"
@@ -254,7 +257,7 @@ class PatchMetadata:
     item_vocabulary_fingerprint: str = ""
     backbone_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
     variables: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
-    format_version: int = FORMAT_VERSION
+    format_version: int = PATCH_FORMAT_VERSION
 
     @property
     def trainable_percent(self) -> float:
@@ -273,9 +276,11 @@ class PatchMetadata:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "PatchMetadata":
         """Inverse of ``to_dict``; rejects other format versions and unknown keys."""
-        version = data.get("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
-            raise ArtifactError(f"patch artifact format {version}, this code reads {FORMAT_VERSION}")
+        version = data.get("format_version", 1)
+        if version != PATCH_FORMAT_VERSION:
+            raise ArtifactError(f"patch artifact format {version}, this code reads {PATCH_FORMAT_VERSION}"
+                                + (": format 1 patches were trained with the earlier, scale-free adapter formula; "
+                                   "fine-tune the task again" if version == 1 else ""))
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
