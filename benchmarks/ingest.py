@@ -1,13 +1,13 @@
 """Ingestion benchmark: the Beam pipeline against a plain pandas implementation of the same job.
 
-    python benchmarks/ingest.py --movielens ../shared/data/ml-1m [--max-len 50] [--beam-arg=--direct_num_workers=2]
+    python benchmarks/ingest.py --movielens ../shared/data/ml-1m [--max-len 0] [--beam-arg=--direct_num_workers=2]
 
 It also runs Beam's in-memory DirectRunner (``--no-in-memory`` skips it), which shows how
 much of the default multi-processing run is worker start-up.
 
 Both implementations read MovieLens-1M ``ratings.dat``, order each user's ratings by
-timestamp (ties by line), keep the most recent ``max_len``, build the frequency-sorted item
-vocabulary, split users by the hash of their id and write GZIP TFRecords of the same
+timestamp (ties by line), keep whole histories (or the most recent ``--max-len``), build the
+frequency-sorted item vocabulary over every interaction, split users by the hash of their id and write GZIP TFRecords of the same
 ``tf.train.Example``s. Each runs in its own subprocess while this process samples the RSS
 of that subprocess *and all its descendants* (Beam's worker processes) every 20 ms; the
 peak of the sum is reported, next to the largest single process of the tree
@@ -64,9 +64,10 @@ def pandas_ingest(movielens: str, out: str, max_len: int) -> int:
                         dtype={"user": "int64", "item": "int64", "timestamp": "int64"})
     frame["line"] = range(1, len(frame) + 1)
     frame = frame.sort_values(["user", "timestamp", "line"], kind="stable")
-    kept = frame.groupby("user", sort=False).tail(max_len)
+    kept = frame if not max_len else frame.groupby("user", sort=False).tail(max_len)
     kept = kept.assign(item=kept["item"].astype(str))
-    vocabulary = Vocabulary.from_counts("item", collections.Counter(kept["item"]))
+    # As the Beam ingestion: the vocabulary counts every interaction, truncated ones too.
+    vocabulary = Vocabulary.from_counts("item", collections.Counter(frame["item"].astype(str)))
     os.makedirs(os.path.join(out, "vocabulary"), exist_ok=True)
     with open(os.path.join(out, "vocabulary", "vocabulary.json"), "w", encoding="utf-8") as handle:
         json.dump(vocabulary.to_json_dict(), handle)
@@ -88,7 +89,7 @@ def beam_ingest(movielens: str, out: str, max_len: int, beam_args) -> int:
     """The Beam pipeline (``run_ingestion``): returns the number of interactions read."""
     from peterrec.components.ingest import IngestConfig, run_ingestion
 
-    summary = run_ingestion(IngestConfig("movielens-1m", movielens, max_len=max_len),
+    summary = run_ingestion(IngestConfig("movielens-1m", movielens, max_len=max_len or None),
                             os.path.join(out, "examples"), os.path.join(out, "vocabulary"),
                             os.path.join(out, "rejects"), beam_pipeline_args=beam_args)
     return summary.read
@@ -124,7 +125,7 @@ def measure(kind: str, args, workdir: str) -> dict:
 
     out = os.path.join(workdir, kind)
     result_path = os.path.join(workdir, f"{kind}.json")
-    command = [sys.executable, HERE, "--worker", kind, "--movielens", args.movielens, "--max-len", str(args.max_len),
+    command = [sys.executable, HERE, "--worker", kind, "--movielens", args.movielens, "--max-len", str(args.max_len or 0),
                "--out", out, "--result", result_path] + [f"--beam-arg={a}" for a in args.beam_arg]
     env = dict(os.environ)
     env.pop("PETERREC_BEAM_IN_MEMORY", None)  # the real default: multi-processing
@@ -205,7 +206,7 @@ def format_table(results, equal: bool, users: int, same_vocabulary: bool) -> str
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--movielens", required=True, help="the ml-1m folder")
-    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--max-len", type=int, default=0, help="cap on the items kept per user (default 0: none)")
     parser.add_argument("--workdir", default=None, help="where outputs go (default: a temporary folder)")
     parser.add_argument("--beam-arg", action="append", default=[], help="Beam option passed through (with '=')")
     parser.add_argument("--no-in-memory", action="store_true",
