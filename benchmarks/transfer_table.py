@@ -716,9 +716,10 @@ def criteria_lines(values_of, percent_of, tasks: List[str], strategies: Sequence
             return
         diff, error, n = paired_difference(a, b, scale, offset)
         mean_a, mean_b = statistics.mean(a.values()), statistics.mean(b.values())
-        noise = "" if error is None else f" ± {unit * error:.2f}"
-        numbers = (f"{name} {mean_a:.4f} vs {other_label} {mean_b:.4f}: margin {unit * diff:+.2f}{noise}{suffix} "
-                   f"(n={n})")
+        digits = 2 if unit == 100.0 else 4  # points, or raw MRR@5
+        noise = "" if error is None else f" ± {unit * error:.{digits}f}"
+        numbers = (f"{name} {mean_a:.4f} vs {other_label} {mean_b:.4f}: margin {unit * diff:+.{digits}f}{noise}"
+                   f"{suffix} (n={n})")
         row(criterion, task, numbers, diff > 0 if ok_strict else diff >= 0, diff, error)
 
     for task in tasks:
