@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DIR ?= demo-output
 MOVIELENS ?= ../shared/data/ml-1m
 
-.PHONY: setup demo test test-slow test-all bazel-test lock bench-ingest bench-transfer bench-transfer-quick bench-serving clean
+.PHONY: setup demo test test-slow test-all bazel-test lock bench-ingest bench-transfer bench-transfer-quick bench-next-item bench-serving clean
 
 setup: $(VENV)/.installed
 
@@ -71,6 +71,11 @@ bench-transfer: setup
 
 bench-transfer-quick: setup
 	$(PY) benchmarks/transfer_table.py --format movielens-1m --source $(MOVIELENS) --quick --work $(TRANSFER_WORK)-quick
+
+# Leave-one-out next-item quality against training time (20-minute budget); table in NEXT_ITEM_WORK.
+NEXT_ITEM_WORK ?= /tmp/peterrec-next-item
+bench-next-item: setup
+	$(PY) benchmarks/next_item.py --source $(MOVIELENS) --work $(NEXT_ITEM_WORK)
 
 bench-serving: setup
 	$(PY) benchmarks/serving.py
