@@ -216,6 +216,17 @@ def training_dataset(files: Union[str, Sequence[str]], batch_size: int, max_len:
             cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return records.shuffle(shuffle_buffer, seed=pass_seed, reshuffle_each_iteration=False).batch(batch_size)
 
+    batches = _epochs(one_pass, first_epoch, last_epoch, steps_per_epoch, batches_per_pass)
+    parsed = batches.map(_plain(lambda serialized: parse_batch(serialized, max_len, kind, **parse_options)),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    total = max(0, last_epoch - first_epoch) * steps_per_epoch
+    return parsed.apply(tf.data.experimental.assert_cardinality(total)).prefetch(tf.data.AUTOTUNE), steps_per_epoch
+
+
+def _epochs(one_pass, first_epoch: int, last_epoch: int, steps_per_epoch: int, batches_per_pass: Optional[int]):
+    """The batches of epochs ``first_epoch`` .. ``last_epoch - 1``, each exactly ``steps_per_epoch``
+    long: ``one_pass(epoch, index)`` gives one seeded pass over the data; an epoch chains as many
+    passes as it needs (or repeats the first when the pass size is unknown)."""
     def one_epoch(epoch: int):
         if batches_per_pass is None:  # unknown size: repeat one order until the epoch is full
             return one_pass(epoch, 0).repeat().take(steps_per_epoch)
@@ -231,10 +242,7 @@ def training_dataset(files: Union[str, Sequence[str]], batch_size: int, max_len:
     batches = one_epoch(epochs[0])
     for epoch in epochs[1:]:
         batches = batches.concatenate(one_epoch(epoch))
-    parsed = batches.map(_plain(lambda serialized: parse_batch(serialized, max_len, kind, **parse_options)),
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    total = max(0, last_epoch - first_epoch) * steps_per_epoch
-    return parsed.apply(tf.data.experimental.assert_cardinality(total)).prefetch(tf.data.AUTOTUNE), steps_per_epoch
+    return batches
 
 
 def sequence_dataset(examples_root: str, split: str, batch_size: int, max_len: int,
@@ -432,30 +440,16 @@ def window_training_dataset(files: Union[str, Sequence[str]], batch_size: int, c
         batches = by_length.unbatch().ragged_batch(batch_size)
         return batches.shuffle(length_sorted_chunk, seed=pass_seed, reshuffle_each_iteration=False)
 
-    def one_epoch(epoch: int):
-        batches_per_pass = (None if num_windows_per_epoch is None
-                            else max(1, -(-int(num_windows_per_epoch) // batch_size)))
-        if batches_per_pass is None:
-            return one_pass(epoch, 0).repeat().take(steps_per_epoch)
-        passes = [one_pass(epoch, index) for index in range(-(-steps_per_epoch // batches_per_pass))]
-        chained = passes[0]
-        for extra in passes[1:]:
-            chained = chained.concatenate(extra)
-        return chained.take(steps_per_epoch)
-
-    epochs = list(range(first_epoch, max(first_epoch, last_epoch)))
-    if not epochs:
-        raise ValueError(f"no epochs between {first_epoch} and {last_epoch}")
-    batches = one_epoch(epochs[0])
-    for epoch in epochs[1:]:
-        batches = batches.concatenate(one_epoch(epoch))
+    batches_per_pass = (None if num_windows_per_epoch is None
+                        else max(1, -(-int(num_windows_per_epoch) // batch_size)))
+    batches = _epochs(one_pass, first_epoch, last_epoch, steps_per_epoch, batches_per_pass)
 
     def dense(ragged):
         padded = left_pad(ragged, context) if length_sorted_chunk <= 1 else left_pad_to_longest(ragged)
         return {"item_ids": _check_ids_below(padded, vocab_size, "item")}
 
     parsed = batches.map(_plain(dense), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    total = len(epochs) * steps_per_epoch
+    total = (last_epoch - first_epoch) * steps_per_epoch
     return parsed.apply(tf.data.experimental.assert_cardinality(total)).prefetch(tf.data.AUTOTUNE), steps_per_epoch
 
 
