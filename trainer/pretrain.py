@@ -308,11 +308,8 @@ def _input_files(data, examples_dir: Optional[str], train_files, eval_files, con
         if eval_files is None:
             eval_files = split("eval")
     if config.evaluation == "users":
-        return list(_as_list(train_files)), (list(_as_list(eval_files)) if eval_files else None), None
-    every_user = list(_as_list(train_files)) + list(_as_list(eval_files or [])) + list(split("test") or [])
-    every_user = sorted(set(data.expand_file_patterns(every_user)))
+        return train_files, eval_files or None, None
+    every_user = [train_files, eval_files or [], split("test") or []]
+    every_user = data.expand_file_patterns([f for files in every_user
+                                            for f in ([files] if isinstance(files, str) else files)])
     return every_user, every_user, every_user
-
-
-def _as_list(files):
-    return [files] if isinstance(files, str) else list(files)
