@@ -87,7 +87,7 @@ def test_history_log_and_interruption(tmp_path):
     assert callbacks.read_history(str(tmp_path / "none.jsonl")) == []
 
 
-def test_hparams_and_projector_files(tmp_path):
+def test_hparams_files(tmp_path):
     import tensorflow as tf
 
     flat = callbacks.flatten_hparams({"backbone": {"dilations": (1, 2), "causal": True}, "lr": 1e-3, "x": None})
@@ -101,18 +101,66 @@ def test_hparams_and_projector_files(tmp_path):
             for value in event.summary.value}
     assert "_hparams_/session_start_info" in tags
 
+
+def test_projector_files(tmp_path):
+    import tensorflow as tf
+
     tokens = ["<pad>", "tab\there", "item9"]
     embeddings = np.arange(12, dtype=np.float32).reshape(3, 4)
     folder = callbacks.write_embedding_projector(str(tmp_path), embeddings, tokens)
+    assert folder == str(tmp_path / callbacks.PROJECTOR_RUN)
     with open(os.path.join(folder, "metadata.tsv")) as handle:
         assert handle.read().splitlines() == ["<pad>", "tab here", "item9"]
     with open(os.path.join(folder, "projector_config.pbtxt")) as handle:
         config = handle.read()
-    assert "embedding/.ATTRIBUTES/VARIABLE_VALUE" in config and "metadata.tsv" in config
+    assert "item_embedding/.ATTRIBUTES/VARIABLE_VALUE" in config and "metadata.tsv" in config
     reader = tf.train.load_checkpoint(folder)
-    np.testing.assert_array_equal(reader.get_tensor("embedding/.ATTRIBUTES/VARIABLE_VALUE"), embeddings)
+    np.testing.assert_array_equal(reader.get_tensor("item_embedding/.ATTRIBUTES/VARIABLE_VALUE"), embeddings)
+    assert len(tf.io.gfile.glob(os.path.join(folder, "events.out.tfevents.*"))) == 1, "the folder is a run"
+    callbacks.write_embedding_projector(str(tmp_path), embeddings * 2, tokens)  # a resumed run writes it again
+    assert len(tf.io.gfile.glob(os.path.join(folder, "events.out.tfevents.*"))) == 1
+    np.testing.assert_array_equal(tf.train.load_checkpoint(folder).get_tensor(
+        "item_embedding/.ATTRIBUTES/VARIABLE_VALUE"), embeddings * 2)
     with pytest.raises(ValueError, match="tokens"):
         callbacks.write_embedding_projector(str(tmp_path), embeddings, tokens[:2])
+
+
+def test_projector_rows_are_labelled_by_title_where_there_is_one(tmp_path):
+    tokens = ["<pad>", "1", "2"]
+    titles = {"1": "Toy Story (1995)", "3": "not in the vocabulary"}
+    folder = callbacks.write_embedding_projector(str(tmp_path), np.zeros((3, 2), np.float32), tokens, titles=titles)
+    with open(os.path.join(folder, "metadata.tsv")) as handle:
+        assert handle.read().splitlines() == ["title\titem", "<pad>\t<pad>", "Toy Story (1995)\t1", "2\t2"]
+
+
+@pytest.mark.parametrize("opened_on", ["run", "root"])
+def test_tensorboards_projector_plugin_finds_the_embeddings(tmp_path, opened_on):
+    """TensorBoard's own projector plugin, on the run's log dir or on a root two levels above it."""
+    import json
+
+    import tensorflow as tf
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins.base_plugin import TBContext
+    from tensorboard.plugins.projector.projector_plugin import ProjectorPlugin
+    from werkzeug.test import Client
+
+    log_dir = tmp_path / "Trainer" / "7" / "logs"
+    with tf.summary.create_file_writer(str(log_dir / "train")).as_default():  # a scalars run beside it
+        tf.summary.scalar("epoch_loss", 1.0, step=0)
+    callbacks.write_embedding_projector(str(log_dir), np.ones((3, 2), np.float32), ["<pad>", "a", "b"])
+    logdir = str(log_dir if opened_on == "run" else tmp_path)
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    context = TBContext(logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir))
+    apps = ProjectorPlugin(context).get_plugin_apps()
+    runs = json.loads(Client(apps["/runs"]).get("/runs").get_data())
+    expected = "projector" if opened_on == "run" else "Trainer/7/logs/projector"
+    assert runs == [expected]
+    info = json.loads(Client(apps["/info"]).get("/info", query_string={"run": expected}).get_data())
+    [embedding] = info["embeddings"]
+    assert embedding["tensorName"] == "item_embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    assert embedding["tensorShape"] == [3, 2] and embedding["metadataPath"] == "metadata.tsv"
 
 
 def test_autograph_rule_for_tf_keras_is_installed_once():

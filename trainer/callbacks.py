@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
@@ -208,44 +208,52 @@ def hparams_callback(log_dir: str, config: Mapping, trial_id: Optional[str] = No
     return hp.KerasCallback(log_dir, flatten_hparams(config), trial_id=trial_id)
 
 
-def write_embedding_projector(log_dir: str, embeddings, tokens: Sequence[str], name: str = "item_embedding") -> str:
+PROJECTOR_RUN = "projector"  # the folder under a run's log dir that holds its embedding projector
+
+
+def write_embedding_projector(log_dir: str, embeddings, tokens: Sequence[str], name: str = "item_embedding",
+                              titles: Optional[Mapping[str, str]] = None) -> str:
     """Writes an embedding matrix and its row labels for TensorBoard's projector; returns the folder.
 
-    ``embeddings`` [V, d] (array or variable); ``tokens`` [V] label each row (the vocabulary's
-    tokens in id order). Files go to ``log_dir/projector``: a checkpoint with the matrix,
-    ``metadata.tsv`` and ``projector_config.pbtxt``.
+    ``embeddings`` [V, d] (array or variable); ``tokens`` [V] name each row (the vocabulary's
+    tokens in id order). ``titles`` (token -> title, e.g. movie titles) label the rows they
+    cover; then ``metadata.tsv`` has a header and two columns, ``title`` (the title, else the
+    token) and ``item`` (the token); without titles it is one column of tokens.
+
+    Files go to ``log_dir/projector``: a checkpoint holding the matrix as ``name``,
+    ``metadata.tsv``, ``projector_config.pbtxt`` and an (empty) event file. The event file is
+    what makes the folder a TensorBoard run: the projector plugin looks for its config and
+    checkpoint only in run folders, so without it TensorBoard opened on the run's log dir or on
+    a pipeline root above it finds no projector.
     """
     from tensorboard.plugins import projector
 
     values = tf.convert_to_tensor(embeddings)
     if int(values.shape[0]) != len(tokens):
         raise ValueError(f"{values.shape[0]} embedding rows but {len(tokens)} tokens")
-    folder = os.path.join(log_dir, "projector")
+    folder = os.path.join(log_dir, PROJECTOR_RUN)
     tf.io.gfile.makedirs(folder)
+    rows = [[token] for token in tokens]
+    if titles:
+        rows = [["title", "item"]] + [[titles.get(str(token)) or token, token] for token in tokens]
     with tf.io.gfile.GFile(os.path.join(folder, "metadata.tsv"), "w") as handle:
-        for token in tokens:
-            handle.write(str(token).replace("\t", " ").replace("\n", " ") + "\n")
-    checkpoint = tf.train.Checkpoint(embedding=tf.Variable(values, name=name))
+        for row in rows:
+            handle.write("\t".join(_tsv_field(field) for field in row) + "\n")
+    checkpoint = tf.train.Checkpoint(**{name: tf.Variable(values, name=name)})
     checkpoint.save(os.path.join(folder, "embedding.ckpt"))
     config = projector.ProjectorConfig()
     entry = config.embeddings.add()
-    entry.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    entry.tensor_name = f"{name}/.ATTRIBUTES/VARIABLE_VALUE"
     entry.metadata_path = "metadata.tsv"
     projector.visualize_embeddings(folder, config)
+    if not tf.io.gfile.glob(os.path.join(folder, "events.out.tfevents.*")):  # one, however often rewritten
+        tf.summary.create_file_writer(folder).close()
     return folder
 
 
-class EmbeddingProjector(keras.callbacks.Callback):
-    """Writes the item embeddings with their tokens for TensorBoard's projector at the end of training."""
-
-    def __init__(self, log_dir: str, embeddings_fn: Callable[[], object], tokens: Sequence[str]):
-        super().__init__()
-        self.log_dir = log_dir
-        self.embeddings_fn = embeddings_fn
-        self.tokens = list(tokens)
-
-    def on_train_end(self, logs=None):
-        write_embedding_projector(self.log_dir, self.embeddings_fn(), self.tokens)
+def _tsv_field(value) -> str:
+    """One metadata cell: tabs and newlines would break the TSV, so they become spaces."""
+    return str(value).replace("\t", " ").replace("\n", " ")
 
 
 class RaiseAfterEpoch(keras.callbacks.Callback):
