@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import peterrec  # noqa: F401
-from peterrec.serving import assembly, random_artifacts, signatures
+from peterrec.serving import assembly, random_artifacts, served_tasks, serving_module, signatures
 
 MAX_LEN = 6
 TOP_K = 5
@@ -120,8 +120,9 @@ def test_items_become_left_padded_ids_of_the_most_recent_items(assembled, tmp_pa
     import tensorflow as tf
 
     made, _, _ = assembled
-    module = assembly.ServingModule(made.backbone, made.vocabulary, [],
-                                    *assembly.write_vocabulary_assets(made.vocabulary, str(tmp_path)), max_len=MAX_LEN)
+    module = serving_module.ServingModule(
+        made.backbone, made.vocabulary, [], *serving_module.write_vocabulary_assets(made.vocabulary, str(tmp_path)),
+        max_len=MAX_LEN)
     got = module.left_padded_ids(tf.constant(signatures.pad_item_rows(ROWS))).numpy()
     lookup = made.vocabulary.lookup
     assert got.shape == (len(ROWS), MAX_LEN)
@@ -171,7 +172,7 @@ def test_signatures_follow_the_contract_and_metadata(assembled):
     assert document["tasks"]["shop"]["kind"] == "cold_start" and document["tasks"]["shop"]["top_k"] == TOP_K
     assert document["tasks"]["genre"]["labels"] == ["class0", "class1", "class2"]
     assert document["tasks"]["next_items"]["top_k"] == TOP_K
-    assert os.path.exists(os.path.join(result.path, "assets", assembly.VOCABULARY_TSV))
+    assert os.path.exists(os.path.join(result.path, "assets", serving_module.VOCABULARY_TSV))
 
 
 def test_saved_model_cli_lists_every_signature(assembled):
@@ -209,7 +210,7 @@ def test_task_names_must_be_unique_and_not_reserved(assembled, tmp_path):
         assembly.export_serving_model(made.backbone_dir, [made.task_dirs["genre"]] * 2, base)
     with pytest.raises(assembly.AssemblyError, match="reserved"):
         assembly.export_serving_model(made.backbone_dir, [f"embed={made.task_dirs['genre']}"], base)
-    assert assembly.parse_task_argument("other=" + made.task_dirs["genre"]) == ("other", made.task_dirs["genre"])
+    assert served_tasks.parse_task_argument("other=" + made.task_dirs["genre"]) == ("other", made.task_dirs["genre"])
 
 
 def test_next_version_is_one_past_the_highest(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import peterrec  # noqa: F401
-from peterrec.serving import assembly, random_artifacts, signatures, warmup
+from peterrec.serving import assembly, random_artifacts, served_tasks, serving_module, signatures, warmup
 
 
 def test_requests_round_trip_through_the_tfrecord_file(tmp_path):
@@ -51,8 +51,8 @@ def version_dir(tmp_path_factory):
     backbone = random_artifacts.build_backbone(vocabulary, embedding_dim=4, dilations=(1, 2))
     model, metadata = random_artifacts.build_task(backbone, vocabulary, random_artifacts.TaskSpec(
         "genre", "classification", "fine-cls", "mean", num_classes=3))
-    task = assembly.served_task(model, metadata)
-    module, concrete = assembly.build_serving_module(backbone, vocabulary, [task], os.path.join(root, "assets"))
+    task = served_tasks.served_task(model, metadata)
+    module, concrete = serving_module.build_serving_module(backbone, vocabulary, [task], os.path.join(root, "assets"))
     _, path = assembly.save_version(module, concrete, os.path.join(root, "models", "peterrec"),
                                     assembly.task_entries(module, [task], backbone), assembly.warmup_rows(vocabulary))
     return path
