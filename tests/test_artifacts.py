@@ -202,3 +202,19 @@ def test_metadata_round_trip_and_rejects(exported, tmp_path):
     with pytest.raises(artifacts.ArtifactError, match="does not exist"):
         artifacts.read_patch_metadata(str(tmp_path / "missing"))
     assert dataclasses.replace(metadata, metrics={"a": 1.0}).metrics == {"a": 1.0}
+
+
+def test_a_stored_adapter_field_the_strategy_replaced_reads_back_as_trained():
+    """Artifacts written before adapter fields were checked stored the user's placement even where
+    the strategy used its own (here serial beside peterrec-parallel): the strategy's is read."""
+    stored = {"name": "age", "strategy": "peterrec-parallel", "num_outputs": 5,
+              "adapter": {"kind": "patch", "placement": "serial", "bottleneck": 4}}
+    metadata = artifacts.PatchMetadata(task_name="age", kind="classification", strategy="peterrec-parallel",
+                                       backbone_fingerprint="abc", task_config=stored)
+    config = artifacts.trained_task_config(metadata)
+    assert (config.adapter.placement, config.adapter.bottleneck) == ("parallel", 4)
+    assert config.effective_adapter().placement == "parallel"
+    from peterrec.trainer.config import TaskConfig
+
+    with pytest.raises(ValueError, match="adapter.placement is 'serial'"):
+        TaskConfig.from_dict(stored)          # as a new config, the contradiction is refused

@@ -2,6 +2,8 @@
 
 import json
 
+import re
+
 import pytest
 
 from peterrec.trainer.config import (STRATEGIES, AdapterConfig, BackboneConfig, TaskConfig)
@@ -56,15 +58,37 @@ def test_unknown_keys_are_rejected():
         BackboneConfig.from_dict({"vocab_size": 10, "embeding_dim": 3})
 
 
-def test_strategy_decides_the_adapter():
-    base = AdapterConfig(kind="iak", placement="parallel", bottleneck=3)
-    assert TaskConfig("t", strategy="peterrec-serial", adapter=base).effective_adapter() == AdapterConfig(
+def test_strategy_fills_unset_adapter_fields_and_keeps_set_ones():
+    unset = AdapterConfig(bottleneck=3)
+    assert TaskConfig("t", strategy="peterrec-serial", adapter=unset).effective_adapter() == AdapterConfig(
         "patch", "serial", 3)
-    assert TaskConfig("t", strategy="peterrec-parallel", adapter=base).effective_adapter().placement == "parallel"
-    assert TaskConfig("t", strategy="iak").effective_adapter().kind == "iak"
-    assert TaskConfig("t", strategy="peter-zero", adapter=base).effective_adapter() == base
-    assert base.kind == "iak"                 # the task's own config is not modified
-    assert TaskConfig("t", strategy="peterrec+items", adapter=base).effective_adapter() == AdapterConfig(
+    assert TaskConfig("t", strategy="peterrec-parallel", adapter=unset).effective_adapter() == AdapterConfig(
+        "patch", "parallel", 3)
+    assert TaskConfig("t", strategy="iak", adapter=unset).effective_adapter() == AdapterConfig("iak", "serial", 3)
+    assert TaskConfig("t", strategy="iak", adapter=AdapterConfig(placement="parallel")).effective_adapter(
+    ).placement == "parallel"
+    assert TaskConfig("t", strategy="peterrec+items", adapter=unset).effective_adapter() == AdapterConfig(
         "patch", "serial", 3)
+    explicit = AdapterConfig(kind="iak", placement="parallel", bottleneck=3)
+    assert TaskConfig("t", strategy="peter-zero", adapter=explicit).effective_adapter() == explicit
+    assert TaskConfig("t", strategy="peter-zero", adapter=unset).effective_adapter() == AdapterConfig(
+        "patch", "serial", 3)
+    assert unset.kind is None and unset.placement is None      # the task's own config is not modified
+
+
+@pytest.mark.parametrize("strategy, adapter, field", [
+    ("peterrec-serial", AdapterConfig(placement="parallel"), "adapter.placement"),
+    ("peterrec-parallel", AdapterConfig(placement="serial"), "adapter.placement"),
+    ("peterrec+items", AdapterConfig(kind="iak"), "adapter.kind"),
+    ("iak", AdapterConfig(kind="patch"), "adapter.kind"),
+])
+def test_an_adapter_field_that_contradicts_the_strategy_is_an_error(strategy, adapter, field):
+    with pytest.raises(ValueError, match=f"{field} is .* but strategy '{re.escape(strategy)}' uses"):
+        TaskConfig("t", strategy=strategy, adapter=adapter).validate()
+    agreeing = TaskConfig("t", strategy=strategy, adapter=TaskConfig("t", strategy=strategy).effective_adapter())
+    agreeing.validate()     # the strategy's own values, written out, are fine
+
+
+def test_strategies_using_adapters():
     assert [TaskConfig("t", strategy=s).uses_adapters for s in STRATEGIES] == [
         True, True, True, False, False, False, True, True]

@@ -11,7 +11,8 @@ import tf_keras as keras
 
 from peterrec.trainer.backbone import NextItNetBackbone, ResidualBlock
 from peterrec.trainer.config import AdapterConfig
-from peterrec.trainer.patches import BlockPatch, IAKAdapter, ModelPatch, PatchSet, make_adapter
+from peterrec.trainer.patches import (IAKAdapter, ModelPatch, ParallelBlockPatch, PatchSet, SerialBlockPatch,
+                                      block_patch_for, make_adapter)
 
 
 def _randomise(layer, seed=0, scale=0.3):
@@ -102,12 +103,13 @@ def test_block_wiring_matches_method(placement, with_ln):
     x = tf.random.normal([2, 7, 6])
     mask = tf.ones([2, 7], tf.bool)
     plain = block(x, mask).numpy()
-    patch = BlockPatch(AdapterConfig(placement=placement, bottleneck=2), 6, with_layer_norm=with_ln)
+    patch = block_patch_for(AdapterConfig(placement=placement, bottleneck=2), 6, with_layer_norm=with_ln)
+    assert patch.placement == placement
     patch.copy_layer_norm_from(block)
     patch.build()
-    np.testing.assert_allclose(block(x, mask, patch=patch).numpy(), plain, atol=1e-6)   # identity at init
+    np.testing.assert_allclose(block(x, mask, adapter=patch).numpy(), plain, atol=1e-6)   # identity at init
     _randomise(patch, seed=2)
-    got = block(x, mask, patch=patch).numpy()
+    got = block(x, mask, adapter=patch).numpy()
     np.testing.assert_allclose(got, _manual_block(block, patch, x).numpy(), atol=1e-5)
     assert not np.allclose(got, plain, atol=1e-3)
 
@@ -136,8 +138,15 @@ def test_patch_set_size_mismatch_is_reported():
     wrong = PatchSet(AdapterConfig(), 8, num_blocks=3)
     wrong.build()
     embeddings = backbone.embed(tf.constant([[4, 5]]))
-    with pytest.raises(ValueError, match="block patches"):
-        backbone.encode(embeddings, tf.constant([[True, True]]), patches=wrong)
+    with pytest.raises(ValueError, match="3 block adapters given but the backbone has 2 blocks"):
+        backbone.encode(embeddings, tf.constant([[True, True]]), adapters=wrong.block_patches)
+
+
+def test_a_block_patch_refuses_a_config_of_another_placement():
+    with pytest.raises(ValueError, match="places adapters 'serial'.*says 'parallel'"):
+        SerialBlockPatch(AdapterConfig(placement="parallel"), 4)
+    assert isinstance(block_patch_for(AdapterConfig(), 4), SerialBlockPatch)   # unset: the default placement
+    assert isinstance(block_patch_for(AdapterConfig(placement="parallel"), 4), ParallelBlockPatch)
 
 
 @pytest.mark.parametrize("kind", ["patch", "iak"])

@@ -38,5 +38,5 @@ def test_written_artifacts_load_onto_their_backbone(tmp_path):
     np.testing.assert_allclose(model(ids).numpy(), made.task_models["genre"](ids).numpy(), atol=1e-6)
     # the patch is not the identity: the random weights moved the zero-initialised up-projections
     plain = backbone(ids).numpy()
-    patched = model.backbone.encode(backbone.embed(ids), ids != 0, patches=model.patches).numpy()
+    patched = model.backbone.encode(backbone.embed(ids), ids != 0, adapters=model.patches.block_patches).numpy()
     assert not np.allclose(patched, plain)

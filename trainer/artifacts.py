@@ -346,6 +346,20 @@ def check_backbone(metadata: PatchMetadata, backbone, backbone_vocabulary: Vocab
             "was fine-tuned from, or fine-tune the task again on this backbone.")
 
 
+def trained_task_config(metadata: PatchMetadata):
+    """The TaskConfig a patch artifact was trained with.
+
+    Artifacts written before adapter fields were checked against the strategy may store an
+    adapter kind or placement that the strategy then replaced; the strategy's values are what
+    the patch was trained with, so they are the ones read back.
+    """
+    from peterrec.trainer.config import STRATEGY_ADAPTER_FIELDS, TaskConfig
+
+    data = dict(metadata.task_config)
+    data["adapter"] = {**data.get("adapter", {}), **STRATEGY_ADAPTER_FIELDS.get(data.get("strategy"), {})}
+    return TaskConfig.from_dict(data)
+
+
 def load_patch_artifact(artifact_dir: str, backbone, backbone_vocabulary: Vocabulary):
     """Loads a patch artifact onto ``backbone`` -> (TaskModel, PatchMetadata).
 
@@ -356,13 +370,12 @@ def load_patch_artifact(artifact_dir: str, backbone, backbone_vocabulary: Vocabu
     """
     import tensorflow as tf
 
-    from peterrec.trainer.config import TaskConfig
     from peterrec.trainer.strategies import fresh_backbone_like
     from peterrec.trainer.task_model import build_task_model
 
     metadata = read_patch_metadata(artifact_dir)
     check_backbone(metadata, backbone, backbone_vocabulary, source=artifact_dir)
-    task_config = TaskConfig.from_dict(metadata.task_config)
+    task_config = trained_task_config(metadata)
     base = fresh_backbone_like(backbone) if task_config.strategy == "peter-zero" else backbone
     trainable_before = backbone.trainable
     task_model = build_task_model(base, task_config)

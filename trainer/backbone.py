@@ -10,11 +10,14 @@ zeros it would see from the conv's own padding, whatever the amount of left padd
 convs pad ``(k-1)*r`` zeros on the left (no look-ahead); non-causal convs pad ``(k-1)*r/2`` on
 both sides. Padding is explicit (``tf.pad``) followed by a "valid" ``Conv1D``.
 
-Patches (``peterrec.trainer.patches``) are not owned by the backbone: a task passes its
-``PatchSet`` to ``encode``, so several tasks share one frozen backbone instance.
+The backbone knows nothing of adapters. Each block exposes two insertion points, one after
+each dilated conv, through the small ``BlockAdapter`` interface below: a task passes one object
+per block (``peterrec.trainer.patches`` builds them: model patches, serial or parallel, and IAK
+adapters) to ``encode``, and the block calls it at those points. The task's objects hold its
+weights, so several tasks share one frozen backbone instance.
 """
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
@@ -39,13 +42,34 @@ def _float_mask(mask, dtype):
     return tf.cast(mask, dtype)[..., tf.newaxis]
 
 
+class BlockAdapter:
+    """What a task may change inside one residual block, without touching the block's weights.
+
+    The default methods change nothing (the pretrained block). ``peterrec.trainer.patches``
+    subclasses it for serial and parallel model patches and IAK adapters.
+    """
+
+    def at_conv(self, index: int, conv_output, conv_input, mask, training=None):
+        """The pre-LayerNorm activation after conv ``index`` (0 or 1) of the block, given the
+        conv's output, its input ([B, T, d], zero at padding) and the padding mask [B, T]."""
+        del index, conv_input, mask, training
+        return conv_output
+
+    def layer_norm(self, index: int, pretrained):
+        """The LayerNorm to apply after conv ``index``; ``pretrained`` is the block's own."""
+        del index
+        return pretrained
+
+
+PRETRAINED = BlockAdapter()  # the block as pretrained
+
+
 class ResidualBlock(keras.layers.Layer):
     """One NextItNet residual block: two dilated convs, each followed by LayerNorm and ReLU.
 
     Sub-modules are explicit attributes (``conv1``, ``ln1``, ``conv2``, ``ln2``) so that a
     fine-tuning strategy can choose what trains by structure. ``call`` accepts an optional
-    ``BlockPatch`` holding one task's adapters (serial or parallel, METHOD.md section 3) and
-    optionally that task's own copy of LN2.
+    ``BlockAdapter``: one task's changes at the block's two insertion points.
     """
 
     def __init__(self, channels: int, dilations=(1, 2), kernel_size: int = 3, causal: bool = True,
@@ -85,28 +109,15 @@ class ResidualBlock(keras.layers.Layer):
     def _drop(self, h, training):
         return self.dropout(h, training=training) if self.dropout is not None else h
 
-    def call(self, x, mask, patch=None, training=None):
-        """x: [B, T, d]; mask: [B, T] (True/1 at real positions); patch: optional BlockPatch."""
+    def call(self, x, mask, adapter: Optional[BlockAdapter] = None, training=None):
+        """x: [B, T, d]; mask: [B, T] (True/1 at real positions); adapter: a task's BlockAdapter."""
+        adapter = adapter or PRETRAINED
         m = _float_mask(mask, x.dtype)
         x = x * m
-        conv1 = self.conv1(self._pad(x, self.dilations[0]))
-        if patch is None:
-            pre1 = conv1
-        elif patch.placement == "serial":
-            pre1 = patch.adapter1(conv1, mask=mask, training=training)
-        else:
-            pre1 = conv1 + patch.adapter1(x, mask=mask, residual=False, training=training)
-        h = self._drop(tf.nn.relu(self.ln1(pre1)), training) * m
-
-        conv2 = self.conv2(self._pad(h, self.dilations[1]))
-        if patch is None:
-            pre2 = conv2
-        elif patch.placement == "serial":
-            pre2 = patch.adapter2(conv2, mask=mask, training=training)
-        else:
-            pre2 = conv2 + patch.adapter2(h, mask=mask, residual=False, training=training)
-        ln2 = patch.ln2 if (patch is not None and patch.ln2 is not None) else self.ln2
-        h2 = self._drop(tf.nn.relu(ln2(pre2)), training)
+        pre1 = adapter.at_conv(0, self.conv1(self._pad(x, self.dilations[0])), x, mask, training=training)
+        h = self._drop(tf.nn.relu(adapter.layer_norm(0, self.ln1)(pre1)), training) * m
+        pre2 = adapter.at_conv(1, self.conv2(self._pad(h, self.dilations[1])), h, mask, training=training)
+        h2 = self._drop(tf.nn.relu(adapter.layer_norm(1, self.ln2)(pre2)), training)
         return (x + h2) * m
 
     def compute_mask(self, inputs, mask=None):
@@ -156,8 +167,8 @@ class NextItNetBackbone(keras.Model):
     ``get_config``/``from_config``; ``from_backbone_config``/``backbone_config`` convert.
 
     - ``embed(item_ids)`` -> [B, T, d], zero at padding.
-    - ``encode(embeddings, mask, patches=None, training=None)`` -> hidden [B, T, d]; ``patches``
-      is one task's ``PatchSet`` (or None for the pretrained function).
+    - ``encode(embeddings, mask, adapters=None, training=None)`` -> hidden [B, T, d];
+      ``adapters`` is one task's BlockAdapter per block (or None for the pretrained function).
     - ``call(item_ids)`` = ``encode(embed(ids), ids != PAD)``.
     - ``item_logits(hidden)`` -> [..., V] scores of every item (pretraining head).
     """
@@ -225,18 +236,16 @@ class NextItNetBackbone(keras.Model):
         return emb * _float_mask(tf.not_equal(item_ids, ids.PAD_ID), emb.dtype)
 
     @_no_autograph
-    def encode(self, embeddings, mask, patches=None, training=None):
+    def encode(self, embeddings, mask, adapters: Optional[Sequence[BlockAdapter]] = None, training=None):
         """Runs the blocks over [B, T, d] embeddings; mask [B, T] marks real positions.
 
-        ``patches`` is one task's PatchSet (one BlockPatch per block) or None.
+        ``adapters``: one task's ``BlockAdapter`` per block (e.g. a ``PatchSet``), or None.
         """
-        if patches is not None and len(patches.block_patches) != len(self.blocks):
-            raise ValueError(f"PatchSet has {len(patches.block_patches)} block patches but the backbone has "
-                             f"{len(self.blocks)} blocks")
+        if adapters is not None and len(adapters) != len(self.blocks):
+            raise ValueError(f"{len(adapters)} block adapters given but the backbone has {len(self.blocks)} blocks")
         x = embeddings
         for i, block in enumerate(self.blocks):
-            patch = None if patches is None else patches.block_patches[i]
-            x = block(x, mask, patch=patch, training=training)
+            x = block(x, mask, adapter=None if adapters is None else adapters[i], training=training)
         return x
 
     def call(self, item_ids, training=None):

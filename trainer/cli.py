@@ -120,8 +120,9 @@ def register(subparsers) -> None:
     finetune.add_argument("--item-rank", type=int, default=8,
                           help="peterrec+items: rank of the task-owned item table [vocab, rank] read beside "
                                "the patched read-out (default 8)")
-    finetune.add_argument("--placement", choices=("serial", "parallel"), default="serial",
-                          help="adapter placement for iak / peter-zero (peterrec-* imply it; default serial)")
+    finetune.add_argument("--placement", choices=("serial", "parallel"), default=None,
+                          help="adapter placement for iak / peter-zero (default serial); peterrec-* strategies "
+                               "fix it, and a contradicting value is an error")
     finetune.add_argument("--no-layer-norm", action="store_true",
                           help="do not train task copies of each block's second LayerNorm")
     finetune.add_argument("--fine-last-convs", type=int, choices=(1, 2), default=2,
@@ -170,8 +171,7 @@ def finetune_config_from_args(args):
     from peterrec.trainer.config import AdapterConfig, TaskConfig
     from peterrec.trainer.finetune import FinetuneConfig
 
-    adapter = AdapterConfig(kind="iak" if args.strategy == "iak" else "patch", placement=args.placement,
-                            bottleneck=args.bottleneck)
+    adapter = AdapterConfig(placement=args.placement, bottleneck=args.bottleneck)
     task = TaskConfig(name=args.task_name, kind=args.kind, num_outputs=args.num_outputs, strategy=args.strategy,
                       readout=args.readout, readout_norm=args.readout_norm, adapter=adapter,
                       train_layer_norm=not args.no_layer_norm, fine_last_convs=args.fine_last_convs,

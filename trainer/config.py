@@ -12,7 +12,7 @@ at the cost of the paper's (1, 2, 4, 8) x 2, which sees 61.
 """
 
 import dataclasses
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 STRATEGIES = (
     "peterrec-serial",
@@ -33,6 +33,18 @@ TASK_KINDS = ("classification", "cold_start")
 READOUTS = ("tcl", "mean", "tcl+mean")
 ADAPTER_KINDS = ("patch", "iak")
 PLACEMENTS = ("serial", "parallel")
+# What an adapter strategy fixes about its adapters. An AdapterConfig field left unset (None)
+# takes the strategy's value, else the default below; a value that contradicts the strategy is
+# an error, never silently replaced.
+STRATEGY_ADAPTER_FIELDS = {
+    "peterrec-serial": {"kind": "patch", "placement": "serial"},
+    "peterrec+items": {"kind": "patch", "placement": "serial"},
+    "peterrec-parallel": {"kind": "patch", "placement": "parallel"},
+    "iak": {"kind": "iak"},
+    "peter-zero": {},
+}
+DEFAULT_ADAPTER_KIND = "patch"
+DEFAULT_PLACEMENT = "serial"
 SOFTMAX_KINDS = ("full", "sampled")
 DEFAULT_DILATIONS = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -124,27 +136,36 @@ class BackboneConfig:
 class AdapterConfig:
     """One task's adapters: a PeterRec model patch or an IAK adapter, and where it goes.
 
-    kind: "patch" (METHOD.md section 3) or "iak" (section 6).
-    placement: "serial" (after each conv) or "parallel" (beside each conv).
+    kind: "patch" (METHOD.md section 3) or "iak" (section 6); None = the strategy's kind
+        (``STRATEGY_ADAPTER_FIELDS``), else "patch".
+    placement: "serial" (after each conv) or "parallel" (beside each conv); None = the
+        strategy's placement, else "serial".
     bottleneck: hidden size of the adapter (the patch's bottleneck, IAK's latent size).
     iak_beta: weight of IAK's KL term after warm-up.
     iak_warmup_steps: training steps over which beta grows linearly from 0 to iak_beta.
     """
 
-    kind: str = "patch"
-    placement: str = "serial"
+    kind: Optional[str] = None
+    placement: Optional[str] = None
     bottleneck: int = 16
     iak_beta: float = 1e-3
     iak_warmup_steps: int = 500
 
     def validate(self) -> "AdapterConfig":
         """Raises ValueError if a value is out of range; returns self."""
-        _check(self.kind in ADAPTER_KINDS, f"adapter kind must be one of {ADAPTER_KINDS}, got {self.kind!r}")
-        _check(self.placement in PLACEMENTS, f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        _check(self.kind is None or self.kind in ADAPTER_KINDS,
+               f"adapter kind must be one of {ADAPTER_KINDS} (or unset), got {self.kind!r}")
+        _check(self.placement is None or self.placement in PLACEMENTS,
+               f"placement must be one of {PLACEMENTS} (or unset), got {self.placement!r}")
         _check(int(self.bottleneck) >= 1, f"bottleneck must be >= 1, got {self.bottleneck}")
         _check(float(self.iak_beta) >= 0, f"iak_beta must be >= 0, got {self.iak_beta}")
         _check(int(self.iak_warmup_steps) >= 0, f"iak_warmup_steps must be >= 0, got {self.iak_warmup_steps}")
         return self
+
+    def with_defaults(self) -> "AdapterConfig":
+        """A copy with unset fields given their defaults; set fields are kept as they are."""
+        return dataclasses.replace(self, kind=self.kind or DEFAULT_ADAPTER_KIND,
+                                   placement=self.placement or DEFAULT_PLACEMENT).validate()
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-friendly dict."""
@@ -167,8 +188,8 @@ class TaskConfig:
     readout: user vector: "tcl" (hidden state at an appended task token), "mean" (mean over the
         real positions), "tcl+mean" (both, concatenated).
     readout_norm: pass each read part through a task-owned LayerNorm before the head.
-    adapter: the adapter config; the strategy overrides kind/placement where it implies them
-        (see ``effective_adapter``).
+    adapter: the adapter config. An adapter strategy fixes some of its fields
+        (``STRATEGY_ADAPTER_FIELDS``): leave them unset; a contradicting value is an error.
     train_layer_norm: patch strategies also train a task-owned copy of each block's second
         LayerNorm (METHOD.md section 3); the shared backbone is never modified.
     fine_last_convs: number of last conv layers trained by "fine-last" (1 or 2).
@@ -204,19 +225,12 @@ class TaskConfig:
             self.adapter = AdapterConfig.from_dict(self.adapter)
 
     def effective_adapter(self) -> AdapterConfig:
-        """The adapter config the strategy actually uses.
-
-        peterrec-serial / peterrec+items / peterrec-parallel force a patch with that placement; iak forces the
-        IAK kind (placement from the config); peter-zero uses the config as given.
-        """
-        adapter = dataclasses.replace(self.adapter)
-        if self.strategy in ("peterrec-serial", "peterrec+items"):
-            adapter.kind, adapter.placement = "patch", "serial"
-        elif self.strategy == "peterrec-parallel":
-            adapter.kind, adapter.placement = "patch", "parallel"
-        elif self.strategy == "iak":
-            adapter.kind = "iak"
-        return adapter
+        """The adapter config the strategy uses: unset fields take the strategy's values
+        (``STRATEGY_ADAPTER_FIELDS``), then the defaults. Nothing set is ever replaced: a
+        contradiction is rejected by ``validate``."""
+        implied = STRATEGY_ADAPTER_FIELDS.get(self.strategy, {})
+        unset = {name: value for name, value in implied.items() if getattr(self.adapter, name) is None}
+        return dataclasses.replace(self.adapter, **unset).with_defaults()
 
     @property
     def uses_adapters(self) -> bool:
@@ -245,6 +259,11 @@ class TaskConfig:
         _check(self.item_pooling in ITEM_POOLINGS,
                f"item_pooling must be one of {ITEM_POOLINGS}, got {self.item_pooling!r}")
         self.adapter.validate()
+        for name, implied in STRATEGY_ADAPTER_FIELDS.get(self.strategy, {}).items():
+            value = getattr(self.adapter, name)
+            _check(value is None or value == implied,
+                   f"adapter.{name} is {value!r} but strategy {self.strategy!r} uses {implied!r}: leave "
+                   f"adapter.{name} unset or choose the strategy that uses {value!r}")
         return self
 
     def to_dict(self) -> Dict[str, Any]:

@@ -5,11 +5,12 @@
   function. This project computes the bottleneck in units of the input's scale (see
   "Scale-relative adapters" below).
 - ``IAKAdapter`` (METHOD.md section 6): a variational information-bottleneck adapter.
-- ``BlockPatch``: the two adapters of one residual block, their placement, and optionally a
-  task-owned copy of the block's second LayerNorm.
+- ``BlockPatch``: the two adapters of one residual block and optionally a task-owned copy of
+  the block's second LayerNorm; ``SerialBlockPatch`` and ``ParallelBlockPatch`` place them.
 - ``PatchSet``: one BlockPatch per block, i.e. all of one task's patches.
 
-Placement (the block code lives in ``backbone.ResidualBlock.call``):
+Placement (a BlockPatch is the block's ``backbone.BlockAdapter``: the block calls it after each
+of its convs and knows nothing about placements):
 
 - serial:   ``h = ReLU(LN1(MP1(Conv_r1(x))));  h2 = ReLU(LN2(MP2(Conv_r2(h))))``
 - parallel: ``h = ReLU(LN1(Conv_r1(x) + P1(x)));  h2 = ReLU(LN2(Conv_r2(h) + P2(h)))``
@@ -20,7 +21,8 @@ start at ``Conv(x) + x`` instead of the pretrained ``Conv(x)``; adding only the 
 "patched network == pretrained network at step 0" property for both placements.
 
 Patches belong to tasks, not to the backbone: several tasks keep their own PatchSets and pass
-the one they need to ``NextItNetBackbone.encode``, so one backbone instance serves many tasks.
+the block patches of the one they need to ``NextItNetBackbone.encode``, so one backbone
+instance serves many tasks.
 
 Scale-relative adapters: every adapter reads ``x / s`` and returns ``s * delta(x / s)``, where
 ``s`` is the root mean square of ``x`` over the channels at each position, so
@@ -41,6 +43,7 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
+from peterrec.trainer.backbone import BlockAdapter
 from peterrec.trainer.config import AdapterConfig
 
 # Our methods have no data-dependent Python control flow: skipping AutoGraph's source
@@ -186,33 +189,38 @@ class IAKAdapter(keras.layers.Layer):
 
 def make_adapter(adapter_config: AdapterConfig, channels: int, name: str) -> keras.layers.Layer:
     """A ModelPatch or an IAKAdapter for ``channels`` channels, per the adapter config."""
-    if adapter_config.kind == "patch":
+    kind = adapter_config.with_defaults().kind
+    if kind == "patch":
         return ModelPatch(channels, adapter_config.bottleneck, name=name)
-    if adapter_config.kind == "iak":
+    if kind == "iak":
         return IAKAdapter(channels, adapter_config.bottleneck, adapter_config.iak_beta,
                           adapter_config.iak_warmup_steps, name=name)
-    raise ValueError(f"unknown adapter kind {adapter_config.kind!r}")
+    raise ValueError(f"unknown adapter kind {kind!r}")
 
 
-class BlockPatch(keras.layers.Layer):
-    """One task's adapters for one residual block (``adapter1`` at conv1, ``adapter2`` at conv2),
-    their ``placement`` and optionally ``ln2``, a task-owned copy of the block's second LayerNorm
-    (initialised from the pretrained one by ``copy_layer_norm_from``). The block calls the
-    adapters itself; this layer only holds them.
+class BlockPatch(keras.layers.Layer, BlockAdapter):
+    """One task's adapters for one residual block (``adapter1`` at conv1, ``adapter2`` at conv2)
+    and optionally ``ln2``, a task-owned copy of the block's second LayerNorm (initialised from
+    the pretrained one by ``copy_layer_norm_from``). The block calls it as its ``BlockAdapter``;
+    the subclasses say where the adapters go (``placement``).
     """
+
+    placement = ""
 
     def __init__(self, adapter_config: AdapterConfig, channels: int, with_layer_norm: bool = True,
                  layer_norm_epsilon: float = 1e-8, **kwargs):
         super().__init__(**kwargs)
         if isinstance(adapter_config, dict):
             adapter_config = AdapterConfig.from_dict(adapter_config)
-        self.adapter_config = adapter_config.validate()
+        self.adapter_config = adapter_config.with_defaults()
+        if self.adapter_config.placement != self.placement:
+            raise ValueError(f"{type(self).__name__} places adapters {self.placement!r}, but the adapter config "
+                             f"says {self.adapter_config.placement!r}: use block_patch_for()")
         self.channels = int(channels)
         self.with_layer_norm = bool(with_layer_norm)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.placement = adapter_config.placement
-        self.adapter1 = make_adapter(adapter_config, self.channels, "adapter1")
-        self.adapter2 = make_adapter(adapter_config, self.channels, "adapter2")
+        self.adapter1 = make_adapter(self.adapter_config, self.channels, "adapter1")
+        self.adapter2 = make_adapter(self.adapter_config, self.channels, "adapter2")
         self.ln2 = (keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ln2")
                     if self.with_layer_norm else None)
 
@@ -232,14 +240,52 @@ class BlockPatch(keras.layers.Layer):
             self.build()
         self.ln2.set_weights(block.ln2.get_weights())
 
+    def adapter_at(self, index: int) -> keras.layers.Layer:
+        """The adapter at conv ``index`` (0 or 1)."""
+        return (self.adapter1, self.adapter2)[index]
+
+    def layer_norm(self, index: int, pretrained):
+        """The task's LN2 copy after the second conv, if it has one; else the block's own."""
+        return self.ln2 if (index == 1 and self.ln2 is not None) else pretrained
+
     def call(self, inputs=None):  # pragma: no cover - the block drives the adapters
-        raise NotImplementedError("BlockPatch is applied by ResidualBlock.call(x, mask, patch=...)")
+        raise NotImplementedError("BlockPatch is applied by ResidualBlock.call(x, mask, adapter=...)")
 
     def get_config(self):
         config = super().get_config()
         config.update(adapter_config=self.adapter_config.to_dict(), channels=self.channels,
                       with_layer_norm=self.with_layer_norm, layer_norm_epsilon=self.layer_norm_epsilon)
         return config
+
+
+class SerialBlockPatch(BlockPatch):
+    """Adapters after each conv: ``pre = A(Conv(x))``."""
+
+    placement = "serial"
+
+    def at_conv(self, index, conv_output, conv_input, mask, training=None):
+        return self.adapter_at(index)(conv_output, mask=mask, training=training)
+
+
+class ParallelBlockPatch(BlockPatch):
+    """Adapters beside each conv: ``pre = Conv(x) + delta_A(x)`` (the branch alone, so the
+    patched block starts as the pretrained one)."""
+
+    placement = "parallel"
+
+    def at_conv(self, index, conv_output, conv_input, mask, training=None):
+        return conv_output + self.adapter_at(index)(conv_input, mask=mask, residual=False, training=training)
+
+
+BLOCK_PATCH_CLASSES = {cls.placement: cls for cls in (SerialBlockPatch, ParallelBlockPatch)}
+
+
+def block_patch_for(adapter_config: AdapterConfig, channels: int, with_layer_norm: bool = True,
+                    layer_norm_epsilon: float = 1e-8, **kwargs) -> BlockPatch:
+    """The BlockPatch of the adapter config's placement (unset: the default placement)."""
+    adapter_config = adapter_config.with_defaults()
+    return BLOCK_PATCH_CLASSES[adapter_config.placement](adapter_config, channels, with_layer_norm,
+                                                          layer_norm_epsilon, **kwargs)
 
 
 class PatchSet(keras.layers.Layer):
@@ -250,14 +296,14 @@ class PatchSet(keras.layers.Layer):
         super().__init__(**kwargs)
         if isinstance(adapter_config, dict):
             adapter_config = AdapterConfig.from_dict(adapter_config)
-        self.adapter_config = adapter_config.validate()
+        self.adapter_config = adapter_config.with_defaults()
         self.channels = int(channels)
         self.num_blocks = int(num_blocks)
         self.train_layer_norm = bool(train_layer_norm)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.block_patches = [
-            BlockPatch(adapter_config, self.channels, self.train_layer_norm, self.layer_norm_epsilon,
-                       name=f"block_patch_{i}")
+            block_patch_for(self.adapter_config, self.channels, self.train_layer_norm, self.layer_norm_epsilon,
+                            name=f"block_patch_{i}")
             for i in range(self.num_blocks)
         ]
 
@@ -284,7 +330,7 @@ class PatchSet(keras.layers.Layer):
         super().build((None, None, self.channels))
 
     def call(self, inputs=None):  # pragma: no cover - the backbone drives the patches
-        raise NotImplementedError("PatchSet is applied by NextItNetBackbone.encode(..., patches=...)")
+        raise NotImplementedError("PatchSet is applied by NextItNetBackbone.encode(..., adapters=block_patches)")
 
     def get_config(self):
         config = super().get_config()

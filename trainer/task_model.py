@@ -97,7 +97,8 @@ class TaskModel(keras.Model):
         mask = tf.not_equal(item_ids, ids.PAD_ID)
         embeddings = self.backbone.embed(item_ids)
         embeddings, full_mask = self.readout.append_token(embeddings, mask)
-        hidden = self.backbone.encode(embeddings, full_mask, patches=self.patches, training=training)
+        adapters = None if self.patches is None else self.patches.block_patches
+        hidden = self.backbone.encode(embeddings, full_mask, adapters=adapters, training=training)
         user = self.readout(hidden, mask)
         if self.item_knowledge is None:
             return user
