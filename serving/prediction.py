@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from peterrec.serving import errors, signatures, tensors
-from peterrec.serving.model_manager import ModelManager, ServableVersion, SignatureRunner, TensorInfo
+from peterrec.serving.model_manager import ModelManager
+from peterrec.serving.servable import ServableVersion, SignatureRunner, TensorInfo
 
 DEFAULT_SIGNATURE = "serving_default"
 

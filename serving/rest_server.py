@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from peterrec.serving import errors, signatures, tensors
-from peterrec.serving.model_manager import TensorInfo
+from peterrec.serving.servable import TensorInfo
 from peterrec.serving.prediction import Predictor
 
 LOG = logging.getLogger("peterrec.serving")

@@ -30,7 +30,7 @@ def validate_label(label: str) -> str:
 
 def versions_on_disk(model_base: str) -> Iterable[int]:
     """The version numbers that have a SavedModel under ``model_base``."""
-    from peterrec.serving.model_manager import list_versions
+    from peterrec.serving.servable import list_versions
 
     return list_versions(model_base) if os.path.isdir(model_base) else {}
 

@@ -158,10 +158,10 @@ def test_backbone_variables_are_stored_once(assembled):
 
 
 def test_signatures_follow_the_contract_and_metadata(assembled):
-    from peterrec.serving import model_manager, tensors
+    from peterrec.serving import servable, tensors
 
     _, result, _ = assembled
-    defs = model_manager.read_signature_defs(result.path)
+    defs = servable.read_signature_defs(result.path)
     assert set(defs) == {s.name for s in SPECS} | {"embed", "next_items"}
     for name, definition in defs.items():
         def specs(mapping):

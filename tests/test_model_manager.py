@@ -8,7 +8,7 @@ import pytest
 
 from peterrec.serving import errors, model_config, signatures
 from peterrec.serving import model_manager as mm
-from peterrec.serving import testing, warmup
+from peterrec.serving import servable, testing, warmup
 
 ROWS = [["i1", "i2", ""], ["i3", "nope", "i4"]]
 
@@ -148,7 +148,7 @@ def test_list_versions_skips_incomplete_and_non_numeric_directories(tmp_path):
         os.makedirs(tmp_path / name)
     (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
     (tmp_path / "tmp" / "saved_model.pb").write_bytes(b"")
-    assert list(mm.list_versions(str(tmp_path))) == [1]
+    assert list(servable.list_versions(str(tmp_path))) == [1]
 
 
 def test_reload_config_adds_removes_and_checks_labels(tmp_path, exported):
@@ -177,18 +177,21 @@ def test_reload_config_adds_removes_and_checks_labels(tmp_path, exported):
 
 
 def test_polling_thread_picks_up_new_versions(tmp_path, exported):
-    import time
+    import threading
 
     source, _ = exported
     base = _base_with(tmp_path, exported, [1])
     manager = mm.ModelManager(model_config.build_model_server_config([model_config.ModelEntry("m", base)]),
                               poll_seconds=0.05)
+    # The poller unloads version 1 only after version 2 is available (latest 1): wait for that.
+    replaced = threading.Event()
+    manager.add_unload_listener(lambda name, version: replaced.set() if (name, version) == ("m", 1) else None)
     manager.start()
     try:
-        shutil.copytree(source / "2", os.path.join(base, "2"))
-        deadline = time.monotonic() + 30
-        while manager.available_versions("m") != [2] and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Published as the module says: written aside, then renamed (a poll never sees half of it).
+        shutil.copytree(source / "2", os.path.join(base, ".2-staging"))
+        os.rename(os.path.join(base, ".2-staging"), os.path.join(base, "2"))
+        assert replaced.wait(30), "the poller did not replace version 1 within 30 s"
         assert manager.available_versions("m") == [2]
     finally:
         manager.stop()

@@ -138,7 +138,7 @@ def test_json_inputs_are_typed_by_the_signature():
     from tensorflow.core.framework import types_pb2
 
     from peterrec.serving import errors
-    from peterrec.serving.model_manager import TensorInfo
+    from peterrec.serving.servable import TensorInfo
     from peterrec.serving.rest_server import json_to_array
 
     strings3 = TensorInfo(types_pb2.DT_STRING, (-1, -1, -1))

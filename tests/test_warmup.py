@@ -74,9 +74,9 @@ def test_an_assembled_model_warms_up_every_signature(version_dir):
         assert all(np.all(np.isfinite(v.numpy())) for v in outputs.values() if v.dtype.is_floating)
 
 
-def test_the_model_manager_replays_them_on_load(version_dir):
-    from peterrec.serving import model_manager
+def test_loading_a_version_replays_them(version_dir):
+    from peterrec.serving import servable as servable_module
 
-    servable = model_manager.load_servable("peterrec", 1, version_dir, warmup=True)
+    servable = servable_module.load_servable("peterrec", 1, version_dir, warmup=True)
     assert {name: runner.calls for name, runner in servable.runners.items()} == {
         "embed": 1, "genre": 1, "next_items": 1}
