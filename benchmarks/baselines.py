@@ -36,6 +36,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from peterrec.trainer import metrics
+
 RANKING_METRICS = (("hr", 10), ("ndcg", 10), ("mrr", 5))
 
 
@@ -106,29 +108,12 @@ def bag_of_items(sequences: Sequence[Sequence[int]], vocab_size: int, normalise:
 # ----------------------------------------------------------------------------- classification
 
 
-def accuracy(labels, predictions) -> float:
-    """Fraction of exact matches."""
-    return float(np.mean(np.asarray(labels) == np.asarray(predictions)))
-
-
-def macro_f1(labels, predictions) -> float:
-    """Unweighted mean F1 over the classes in labels or predictions (as scikit-learn)."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    scores = []
-    for c in np.union1d(labels, predictions):
-        tp = np.sum((predictions == c) & (labels == c))
-        fp = np.sum((predictions == c) & (labels != c))
-        fn = np.sum((predictions != c) & (labels == c))
-        scores.append(0.0 if tp == 0 else 2.0 * tp / (2.0 * tp + fp + fn))
-    return float(np.mean(scores))
-
-
 def majority_class(train_labels: Sequence[int], test_labels: Sequence[int]) -> Dict[str, float]:
     """Accuracy and macro-F1 of always predicting the most frequent training label."""
     values, counts = np.unique(np.asarray(train_labels), return_counts=True)
     majority = int(values[np.argmax(counts)])
     predictions = np.full(len(test_labels), majority)
-    return {"accuracy": accuracy(test_labels, predictions), "macro_f1": macro_f1(test_labels, predictions),
+    return {"accuracy": metrics.np_accuracy(test_labels, predictions), "macro_f1": metrics.np_macro_f1(test_labels, predictions),
             "class": majority}
 
 
@@ -143,7 +128,7 @@ def choose_c(fit, train, eval_split, c_values: Sequence[float] = C_VALUES) -> Tu
     """
     if eval_split is None or len(c_values) < 2:
         return float(c_values[0]), {}
-    scores = {float(c): accuracy(eval_split[1], fit(c, *train).predict(eval_split[0])) for c in c_values}
+    scores = {float(c): metrics.np_accuracy(eval_split[1], fit(c, *train).predict(eval_split[0])) for c in c_values}
     return max(scores, key=lambda c: (scores[c], -c)), scores
 
 
@@ -167,7 +152,7 @@ def logistic_regression(train: Tuple[Sequence[Sequence[int]], Sequence[int]],
     best_c, scores = choose_c(fit, bag, evaluation, c_values)
     y_test = np.asarray(test[1])
     predictions = fit(best_c, *bag).predict(bag_of_items(test[0], vocab_size))
-    return {"accuracy": accuracy(y_test, predictions), "macro_f1": macro_f1(y_test, predictions), "C": best_c,
+    return {"accuracy": metrics.np_accuracy(y_test, predictions), "macro_f1": metrics.np_macro_f1(y_test, predictions), "C": best_c,
             "eval_accuracy_by_c": {str(c): v for c, v in scores.items()}}
 
 
@@ -190,50 +175,11 @@ def linear_probe(train: Tuple[np.ndarray, Sequence[int]], test: Tuple[np.ndarray
     best_c, scores = choose_c(fit, scaled, evaluation, c_values)
     y_test = np.asarray(test[1])
     predictions = fit(best_c, *scaled).predict(scaler.transform(np.asarray(test[0])))
-    return {"accuracy": accuracy(y_test, predictions), "macro_f1": macro_f1(y_test, predictions), "C": best_c,
+    return {"accuracy": metrics.np_accuracy(y_test, predictions), "macro_f1": metrics.np_macro_f1(y_test, predictions), "C": best_c,
             "eval_accuracy_by_c": {str(c): v for c, v in scores.items()}}
 
 
 # ----------------------------------------------------------------------------- ranking
-
-
-def full_ranks(scores: np.ndarray, targets: np.ndarray, num_reserved: int) -> np.ndarray:
-    """Ranks (1 = best) of ``targets`` [N] among the real ids of ``scores`` [N, V]: the number
-    of real ids scoring at least as high as the target (ties count against the scorer)."""
-    scores = np.asarray(scores, np.float64)
-    targets = np.asarray(targets, np.int64)
-    target_scores = scores[np.arange(len(targets)), targets][:, None]
-    return np.sum(scores[:, num_reserved:] >= target_scores, axis=1).astype(np.int64)
-
-
-def sample_negatives(rng: np.random.Generator, targets: np.ndarray, vocab_size: int, num_negatives: int,
-                     num_reserved: int) -> np.ndarray:
-    """[N, num_negatives] ids drawn uniformly (with replacement) from the real ids != target."""
-    targets = np.asarray(targets, np.int64)
-    draws = rng.integers(num_reserved, vocab_size - 1, size=(len(targets), num_negatives))
-    return draws + (draws >= targets[:, None])
-
-
-def sampled_ranks(scores: np.ndarray, targets: np.ndarray, negatives: np.ndarray) -> np.ndarray:
-    """Ranks of ``targets`` among themselves and ``negatives`` [N, M] (ties against the scorer)."""
-    scores = np.asarray(scores, np.float64)
-    rows = np.arange(len(targets))
-    target_scores = scores[rows, targets][:, None]
-    negative_scores = np.take_along_axis(scores, negatives, axis=1)
-    return 1 + np.sum(negative_scores >= target_scores, axis=1).astype(np.int64)
-
-
-def ranking_values(ranks: np.ndarray, kind: str, k: int) -> np.ndarray:
-    """Per-query HR@k / NDCG@k / MRR@k of the given ranks."""
-    ranks = np.asarray(ranks, np.float64)
-    inside = ranks <= k
-    if kind == "hr":
-        return inside.astype(np.float64)
-    if kind == "ndcg":
-        return np.where(inside, 1.0 / np.log2(ranks + 1.0), 0.0)
-    if kind == "mrr":
-        return np.where(inside, 1.0 / ranks, 0.0)
-    raise ValueError(f"ranking kind must be hr, ndcg or mrr, got {kind!r}")
 
 
 def evaluate_ranking(score_fn, sequences: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
@@ -260,12 +206,12 @@ def evaluate_ranking(score_fn, sequences: Sequence[Sequence[int]], targets: Sequ
             continue
         pair_scores = scores[np.asarray(rows)]
         flat = np.asarray(flat, np.int64)
-        full = full_ranks(pair_scores, flat, num_reserved)
-        negatives = sample_negatives(rng, flat, vocab_size, num_candidates - 1, num_reserved)
-        sampled = sampled_ranks(pair_scores, flat, negatives)
+        full = metrics.np_full_ranks(pair_scores, flat, num_reserved)
+        negatives = metrics.np_sample_negatives(rng, flat, vocab_size, num_candidates - 1, num_reserved)
+        sampled = metrics.np_sampled_ranks(pair_scores, flat, negatives)
         for kind, k in RANKING_METRICS:
-            totals[f"{kind}@{k}"] += float(np.sum(ranking_values(full, kind, k)))
-            totals[f"sampled_{kind}@{k}"] += float(np.sum(ranking_values(sampled, kind, k)))
+            totals[f"{kind}@{k}"] += float(np.sum(metrics.np_ranking_values(full, kind, k)))
+            totals[f"sampled_{kind}@{k}"] += float(np.sum(metrics.np_ranking_values(sampled, kind, k)))
         count += len(flat)
     if count == 0:
         raise ValueError("no (user, target) pair to evaluate")

@@ -107,3 +107,28 @@ def test_accuracy_and_macro_f1_by_hand():
 def test_ranking_metric_rejects_unknown_kind():
     with pytest.raises(ValueError, match="ranking metric kind"):
         m.RankingMetric("auc", 10)
+
+
+def test_macro_f1_agrees_with_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    labels, predictions = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+    assert m.np_macro_f1(labels, predictions) == pytest.approx(f1_score(labels, predictions, average="macro"))
+
+
+def test_numpy_ranks_agree_with_the_tensorflow_ranks_under_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=(30, 12)).astype(np.float32)  # many ties
+    targets = rng.integers(4, 12, size=30)
+    np.testing.assert_array_equal(m.np_full_ranks(scores, targets, 4),
+                                  m.full_ranks(tf.constant(scores), tf.constant(targets), 4).numpy())
+
+
+def test_ranking_values_by_hand():
+    ranks = np.array([1, 3, 11])
+    np.testing.assert_allclose(m.np_ranking_values(ranks, "hr", 10), [1, 1, 0])
+    np.testing.assert_allclose(m.np_ranking_values(ranks, "ndcg", 10), [1, 0.5, 0])
+    np.testing.assert_allclose(m.np_ranking_values(ranks, "mrr", 5), [1, 1 / 3, 0])
+    with pytest.raises(ValueError, match="ranking kind"):
+        m.np_ranking_values(ranks, "auc", 5)

@@ -23,61 +23,62 @@ import tf_keras as keras
 
 from peterrec.components import ids
 
-# Our methods have no data-dependent Python control flow: skipping AutoGraph's source
-# conversion makes tracing (tf.function, model.fit) faster. Layer ``call`` methods stay
-# undecorated (Keras inspects their signature); they run unconverted when called from a
-# decorated method such as ``train_step``.
-_no_autograph = tf.autograph.experimental.do_not_convert
-
 RANKING_KINDS = ("hr", "ndcg", "mrr")
 
 
 # ----------------------------------------------------------------------------- numpy reference
 def np_full_ranks(scores: np.ndarray, targets: np.ndarray, num_reserved: int = ids.NUM_RESERVED) -> np.ndarray:
-    """Ranks of ``targets`` [N] among all real ids of ``scores`` [N, V] (1 = best)."""
+    """Ranks of ``targets`` [N] among all real ids of ``scores`` [N, V] (1 = best): the number of
+    real ids scoring at least as high as the target (ties count against the scorer)."""
     scores = np.asarray(scores, np.float64)
-    targets = np.asarray(targets)
-    ranks = np.zeros(len(targets), np.int64)
-    for row, (s, t) in enumerate(zip(scores, targets)):
-        real = s[num_reserved:]
-        target_score = s[t]
-        ranks[row] = 1 + int(np.sum(real > target_score)) + int(np.sum(real == target_score)) - 1
-    return ranks
+    targets = np.asarray(targets, np.int64)
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    return np.sum(scores[:, num_reserved:] >= target_scores, axis=1).astype(np.int64)
 
 
 def np_sampled_ranks(scores: np.ndarray, targets: np.ndarray, negatives: np.ndarray) -> np.ndarray:
     """Ranks of ``targets`` [N] among themselves and ``negatives`` [N, M] (ids) of ``scores``."""
     scores = np.asarray(scores, np.float64)
-    ranks = np.zeros(len(targets), np.int64)
-    for row, (s, t, neg) in enumerate(zip(scores, targets, negatives)):
-        ranks[row] = 1 + int(np.sum(s[neg] >= s[t]))
-    return ranks
+    targets = np.asarray(targets, np.int64)
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    negative_scores = np.take_along_axis(scores, np.asarray(negatives, np.int64), axis=1)
+    return 1 + np.sum(negative_scores >= target_scores, axis=1).astype(np.int64)
 
 
 def np_sample_negatives(rng: np.random.Generator, targets: np.ndarray, vocab_size: int, num_negatives: int = 99,
                         num_reserved: int = ids.NUM_RESERVED) -> np.ndarray:
-    """[N, num_negatives] ids drawn uniformly from the real ids other than each target."""
-    targets = np.asarray(targets)
+    """[N, num_negatives] ids drawn uniformly (with replacement) from the real ids other than each target."""
+    targets = np.asarray(targets, np.int64)
     draws = rng.integers(num_reserved, vocab_size - 1, size=(len(targets), num_negatives))
     return draws + (draws >= targets[:, None])
 
 
+def np_ranking_values(ranks: np.ndarray, kind: str, k: int) -> np.ndarray:
+    """Per-query HR@k / NDCG@k / MRR@k (``kind`` in RANKING_KINDS) of the given ranks."""
+    ranks = np.asarray(ranks, np.float64)
+    inside = ranks <= k
+    if kind == "hr":
+        return inside.astype(np.float64)
+    if kind == "ndcg":
+        return np.where(inside, 1.0 / np.log2(ranks + 1.0), 0.0)
+    if kind == "mrr":
+        return np.where(inside, 1.0 / ranks, 0.0)
+    raise ValueError(f"ranking kind must be one of {RANKING_KINDS}, got {kind!r}")
+
+
 def np_hit_rate(ranks: np.ndarray, k: int) -> float:
     """Mean HR@k of the given ranks."""
-    ranks = np.asarray(ranks)
-    return float(np.mean(ranks <= k))
+    return float(np.mean(np_ranking_values(ranks, "hr", k)))
 
 
 def np_ndcg(ranks: np.ndarray, k: int) -> float:
     """Mean NDCG@k (one relevant item) of the given ranks."""
-    ranks = np.asarray(ranks, np.float64)
-    return float(np.mean(np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)))
+    return float(np.mean(np_ranking_values(ranks, "ndcg", k)))
 
 
 def np_mrr(ranks: np.ndarray, k: int) -> float:
     """Mean MRR@k of the given ranks."""
-    ranks = np.asarray(ranks, np.float64)
-    return float(np.mean(np.where(ranks <= k, 1.0 / ranks, 0.0)))
+    return float(np.mean(np_ranking_values(ranks, "mrr", k)))
 
 
 def np_accuracy(y_true, y_pred) -> float:
