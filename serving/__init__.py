@@ -5,10 +5,17 @@ Importing this package is cheap; the heavy pieces load on first use::
     from peterrec.serving import Client, Server
 
 - ``signatures``: the signature contract every served model follows (contract 5).
+- ``assembly``: ``peterrec export``, one multi-task SavedModel version from a backbone and patches,
+  built from ``served_tasks`` (patch artifacts on one backbone), ``weight_sharing`` (each task's
+  own weights, packed and swapped into shared forwards), ``serving_module`` (the SavedModel root
+  and its signatures) and ``size_report``; ``serving_files`` and ``warmup`` write what TF
+  Serving reads beside it.
 - ``model_config``: TF Serving's ``models.config``, batching parameters and monitoring files.
-- ``model_manager``: loads SavedModel versions, polls for new ones, unloads per policy.
+- ``servable``: one SavedModel version found on disk, loaded and warmed up, run per signature.
+- ``model_manager``: loads versions, polls for new ones, unloads per policy.
 - ``batching``: merges concurrent Predict calls on one signature into one model call.
-- ``grpc_server`` / ``rest_server`` / ``server``: TF Serving's gRPC and REST APIs.
+- ``prediction``: the request path both front ends share.
+- ``grpc_server`` / ``rest_server`` (+ ``rest_json``) / ``server``: TF Serving's gRPC and REST APIs.
 - ``client``: ``Client(target)`` speaking the same protos (works against tensorflow_model_server).
 """
 

@@ -139,7 +139,7 @@ def test_json_inputs_are_typed_by_the_signature():
 
     from peterrec.serving import errors
     from peterrec.serving.servable import TensorInfo
-    from peterrec.serving.rest_server import json_to_array
+    from peterrec.serving.rest_json import json_to_array
 
     strings3 = TensorInfo(types_pb2.DT_STRING, (-1, -1, -1))
     assert json_to_array([[["a"], ["b", "c"]]], strings3, "x").tolist() == [[[b"a", b""], [b"b", b"c"]]]
