@@ -8,7 +8,10 @@ it waits until a batch thread is free, then until the batch is full or it has wa
 ``max_batch_size`` rows, merges their inputs (right-padding variable-length inputs,
 ``""`` for strings and 0 for numbers), makes one model call and splits the outputs back
 by rows. So batching needs no threads of its own, adds no wait when the timeout is 0,
-and still merges requests that queue up while the model is busy.
+and still merges requests that queue up while the model is busy. With
+``allowed_batch_sizes``, as in TF Serving, each model call is padded up to the smallest
+allowed size that holds its rows (with copies of its first row, whose outputs are dropped),
+so the model only ever sees those few batch sizes.
 
 If a merged batch fails, its requests are retried one by one, so one bad request
 cannot fail its neighbours.
@@ -18,7 +21,7 @@ import collections
 import dataclasses
 import threading
 import time
-from typing import Callable, Dict, Hashable, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,12 +39,18 @@ class BatchingOptions:
     num_batch_threads: int = 2
     max_enqueued_batches: int = 100
     pad_variable_length_inputs: bool = True
+    allowed_batch_sizes: Tuple[int, ...] = ()  # () = any size; else increasing, ending with max_batch_size
 
     def __post_init__(self):
         if self.max_batch_size < 1 or self.num_batch_threads < 1 or self.max_enqueued_batches < 1:
             raise ValueError(f"batching sizes must be >= 1: {self}")
         if self.batch_timeout_micros < 0:
             raise ValueError(f"batch_timeout_micros must be >= 0, got {self.batch_timeout_micros}")
+        self.allowed_batch_sizes = tuple(int(size) for size in self.allowed_batch_sizes)
+        sizes = list(self.allowed_batch_sizes)
+        if sizes and (sizes != sorted(set(sizes)) or sizes[0] < 1 or sizes[-1] != self.max_batch_size):
+            raise ValueError(f"allowed_batch_sizes {sizes} must increase and end with max_batch_size "
+                             f"{self.max_batch_size}")
 
     @classmethod
     def from_parameters(cls, parameters) -> "BatchingOptions":
@@ -52,6 +61,7 @@ class BatchingOptions:
             num_batch_threads=parameters.num_batch_threads,
             max_enqueued_batches=parameters.max_enqueued_batches,
             pad_variable_length_inputs=parameters.pad_variable_length_inputs,
+            allowed_batch_sizes=parameters.allowed_batch_sizes,
         )
 
 
@@ -91,6 +101,17 @@ def merge_inputs(requests: Sequence[Arrays]) -> Arrays:
             row += array.shape[0]
         merged[name] = out
     return merged
+
+
+def pad_to_allowed_size(inputs: Arrays, allowed_batch_sizes: Sequence[int]) -> Arrays:
+    """The inputs grown to the smallest allowed batch size that holds their rows, with copies of
+    their first row (as TF Serving pads); unchanged when no size is given or none is large enough."""
+    rows = rows_of(inputs)
+    target = next((size for size in allowed_batch_sizes if size >= rows), rows)
+    if target == rows:
+        return inputs
+    return {name: np.concatenate([array, np.repeat(array[:1], target - rows, axis=0)])
+            for name, array in inputs.items()}
 
 
 def split_outputs(outputs: Arrays, row_counts: Sequence[int]) -> List[Arrays]:
@@ -208,9 +229,7 @@ class _Queue:
     def _execute(self, function, batch: List[_Task]) -> None:
         try:
             try:
-                merged = merge_inputs([task.inputs for task in batch])
-                outputs = function(merged)
-                parts = split_outputs(outputs, [task.rows for task in batch])
+                parts = self._call(function, batch)
                 self.stats.record(len(batch), sum(task.rows for task in batch))
                 for task, part in zip(batch, parts):
                     task.outputs = part
@@ -228,10 +247,17 @@ class _Queue:
                 task.done = True
                 task.event.set()
 
+    def _call(self, function, batch: List[_Task]) -> List[Arrays]:
+        """One model call on the batch's merged (and padded) inputs; each request's outputs."""
+        rows = [task.rows for task in batch]
+        merged = pad_to_allowed_size(merge_inputs([task.inputs for task in batch]), self.options.allowed_batch_sizes)
+        padding = rows_of(merged) - sum(rows)
+        return split_outputs(function(merged), rows + [padding] if padding else rows)[: len(batch)]
+
     def _run_one_by_one(self, function, batch: List[_Task]) -> None:
         for task in batch:
             try:
-                task.outputs = function(dict(task.inputs))
+                task.outputs = self._call(function, [task])[0]
             except Exception as error:  # noqa: BLE001 - reported to its caller
                 task.error = error
             self.stats.record(1, task.rows)
@@ -279,6 +305,14 @@ class Batcher:
             with self._lock:
                 queue = self._queues.setdefault(key, _Queue(self.options, self.stats))
         return queue.run(function, inputs, rows)
+
+    def queued_rows(self, key: Hashable) -> int:
+        """Rows of the requests of ``key`` waiting for a batch now (not those running)."""
+        queue = self._queues.get(key)
+        if queue is None:
+            return 0
+        with queue.lock:
+            return queue.pending_rows
 
     def forget(self, predicate: Callable[[Hashable], bool]) -> None:
         """Drops the queues whose key matches (e.g. of an unloaded version); waiting calls still finish."""

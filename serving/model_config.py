@@ -274,7 +274,8 @@ class BatchingParameters:
     ``num_batch_threads`` batches of one signature run at once; at most
     ``max_enqueued_batches`` batches' worth of rows wait (more are refused with
     UNAVAILABLE); ``pad_variable_length_inputs`` lets rows of different lengths share a
-    batch (``items`` is right-padded with "").
+    batch (``items`` is right-padded with ""); ``allowed_batch_sizes`` (increasing, ending
+    with ``max_batch_size``) pads each model call up to the smallest size that holds it.
     """
 
     max_batch_size: int = 32
