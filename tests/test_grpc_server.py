@@ -3,7 +3,6 @@ model status, config reloads, batching of concurrent requests, and a hot reload 
 
 import os
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -176,9 +175,10 @@ def test_model_status_and_config_reload(server, models):
 
 def test_concurrent_requests_are_batched_and_each_caller_gets_its_rows(models):
     base, toy = models
-    batching = BatchingOptions(max_batch_size=64, batch_timeout_micros=500_000, num_batch_threads=1)
+    count = 12  # one row each
+    # The batch closes when full, i.e. exactly when all the requests have arrived (the timeout is a safety net).
+    batching = BatchingOptions(max_batch_size=count, batch_timeout_micros=60_000_000, num_batch_threads=1)
     entry = model_config.ModelEntry("peterrec", base)
-    count = 12
     rows = [[[f"i{(n * 7 + j) % 30}" for j in range(1 + n % 4)]] for n in range(count)]
     with Server(model_config=[entry], grpc_port=0, rest_port=None, poll_seconds=0, batching=batching) as running:
         runner = running.manager.resolve("peterrec").signature("embed")
@@ -198,7 +198,7 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_rows(models):
             thread.join(60)
         for client in clients:
             client.close()
-        assert runner.calls - calls_before < count
+        assert runner.calls - calls_before == 1
     for n in range(count):
         np.testing.assert_allclose(results[n], toy[2].reference("embed", rows[n])["embedding"], atol=1e-5)
 
@@ -213,54 +213,60 @@ def test_hot_reload_under_concurrent_requests_fails_nothing(tmp_path, models):
     reference = {v: toy[v].reference("embed", ROWS)["embedding"] for v in (1, 2)}
     with Server(model_config=[entry], grpc_port=0, rest_port=0, poll_seconds=0.1) as running:
         stop = threading.Event()
+        progress = threading.Condition()  # notified whenever a worker records an answer
         seen = {name: [] for name in ("grpc0", "grpc1", "grpc2", "rest")}  # versions answered, in order
         failures = []
+
+        def record(name, version):
+            with progress:
+                seen[name].append(version)
+                progress.notify_all()
 
         def grpc_worker(name):
             channel = grpc.insecure_channel(running.grpc_target)
             worker_stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            while not stop.is_set():
+            while not stop.wait(0.005):  # paces the requests; stops at once when told
                 try:
                     response = worker_stub.Predict(_request("embed"), timeout=30)
                     version = response.model_spec.version.value
                     got = tensors.tensor_proto_to_ndarray(response.outputs["embedding"])
                     if not np.allclose(got, reference[version], atol=1e-5):
                         failures.append(f"{name}: wrong answer for version {version}")
-                    seen[name].append(version)
+                    record(name, version)
                 except Exception as error:  # every failure counts
                     failures.append(f"{name}: {error}")
-                time.sleep(0.005)
             channel.close()
 
         def rest_worker(name):
             client = Client(running.rest_url, rest=True)
-            while not stop.is_set():
+            while not stop.wait(0.005):  # paces the requests; stops at once when told
                 try:
                     got = client.embed(ROWS)
                     version = 1 if np.allclose(got, reference[1], atol=1e-5) else 2
                     if not np.allclose(got, reference[version], atol=1e-5):
                         failures.append(f"{name}: answer from no known version")
-                    seen[name].append(version)
+                    record(name, version)
                 except Exception as error:
                     failures.append(f"{name}: {error}")
-                time.sleep(0.005)
 
         workers = [threading.Thread(target=grpc_worker, args=(f"grpc{n}",)) for n in range(3)]
         workers.append(threading.Thread(target=rest_worker, args=("rest",)))
         for worker in workers:
             worker.start()
-        deadline = time.monotonic() + 60
-        while not all(len(v) >= 3 for v in seen.values()):
-            assert time.monotonic() < deadline, "workers did not get going"
-            time.sleep(0.05)
+        with progress:
+            assert progress.wait_for(lambda: all(len(v) >= 3 for v in seen.values()), 60), \
+                "workers did not get going"
         testing.export_toy_model(base, 2)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def switched():
             states = {s.version: s.state for s in running.manager.status("peterrec")}
-            if states.get(1) == "END" and all(v and v[-1] == 2 for v in seen.values()):
-                break
-            time.sleep(0.1)
-        time.sleep(0.3)
+            return states.get(1) == "END" and all(v and v[-1] == 2 for v in seen.values())
+
+        with progress:  # every worker is on version 2 and version 1 is gone
+            assert progress.wait_for(switched, 60), "the workers did not all move to version 2"
+            after = {name: len(versions) for name, versions in seen.items()}
+            # ... and each answers three more requests after that (none may go back to version 1)
+            assert progress.wait_for(lambda: all(len(seen[n]) >= after[n] + 3 for n in seen), 60)
         stop.set()
         for worker in workers:
             worker.join(60)
