@@ -1,9 +1,7 @@
 """``peterrec serve`` and ``peterrec predict``: run the model server, query it.
 
-Only argparse is imported here; TensorFlow and gRPC load inside the handlers.
+Nothing heavy is imported here; TensorFlow and gRPC load inside the handlers.
 """
-
-import argparse
 
 
 def register(subparsers) -> None:
