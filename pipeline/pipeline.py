@@ -8,6 +8,11 @@
       -> ServingModelAssembler (backbone + blessed patches: one multi-signature SavedModel)
       -> Pusher (the model base of TF Serving, next integer version, models.config beside it)
 
+``SequenceExampleGen`` (``peterrec.components.component``) writes one ``tf.train.Example`` per
+user sequence (its items, oldest first), not ``tf.train.SequenceExample`` protos: the name
+speaks of the user's item sequence, the record format is the plain Example TFX's
+StatisticsGen, SchemaGen and ExampleValidator read.
+
 Node ids are stable (``Trainer_pretrain``, ``Trainer_<task>``, ``TaskEvaluator_<task>``, ...),
 so the metadata store, the cache and the compiled Kubeflow spec name every step the same way.
 With ``runtime_parameters=True`` (the Kubeflow runner) the settings a run may change become

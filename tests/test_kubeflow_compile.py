@@ -54,11 +54,14 @@ def test_every_component_is_a_task_with_its_executor_and_image(compiled):
             assert "--executor_class_path" in args or "--json_serialized_invocation_args" in args, name
     classes = {name: executors[spec.components[t.component_ref.name].executor_label]["container"]["args"][1]
                for name, t in tasks.items()}
-    assert classes["Trainer_pretrain"] == "peterrec.pipeline.components.PeterRecTrainerExecutor"
-    assert classes["TaskEvaluator_gender"] == "peterrec.pipeline.components.TaskEvaluatorExecutor"
-    assert classes["ServingModelAssembler"] == "peterrec.pipeline.components.ServingModelAssemblerExecutor"
-    assert classes["Pusher"] == "peterrec.pipeline.components.ServingPusherExecutor"
-    assert classes["ExampleValidator"] == "peterrec.pipeline.components.StrictExampleValidatorExecutor"
+    # Each executor lives in its component's folder: peterrec.pipeline.components.<folder>.executor.
+    expected = {"Trainer_pretrain": "trainer.executor.PeterRecTrainerExecutor",
+                "TaskEvaluator_gender": "task_evaluator.executor.TaskEvaluatorExecutor",
+                "ServingModelAssembler": "serving_assembler.executor.ServingModelAssemblerExecutor",
+                "Pusher": "serving_pusher.executor.ServingPusherExecutor",
+                "ExampleValidator": "example_validator.executor.StrictExampleValidatorExecutor"}
+    for name, path in expected.items():
+        assert classes[name] == "peterrec.pipeline.components." + path, name
     assert job.runtime_config.gcs_output_directory == "gs://bucket/root"
 
 

@@ -4,6 +4,7 @@ relative paths, the synthetic data preparation, and what the config hands to the
 import copy
 import json
 import os
+import re
 import time
 
 import pytest
@@ -82,6 +83,24 @@ BAD_CONFIGS = [
     (("serving", "model_name"), "my/model", ["serving.model_name"]),
     (("beam_pipeline_args",), ["direct"], ["beam_pipeline_args", "--flag=value"]),
     (("enable_cache",), "yes", ["enable_cache", "true or false"]),
+    # Types, checked against the annotations of the pipeline's and the trainer's dataclasses.
+    (("tasks", 1, "threshold", "min_lift"), "abc", ["tasks[1].threshold.min_lift: expected a number, got 'abc'"]),
+    (("pretrain", "backbone", "embedding_dim"), "32",
+     ["pretrain.backbone.embedding_dim: expected an integer, got '32'"]),
+    (("pretrain", "backbone", "dilations"), [1, "2"], ["pretrain.backbone.dilations[1]: expected an integer"]),
+    (("pretrain", "epochs"), 2.5, ["pretrain.epochs: expected an integer, got 2.5"]),
+    (("tasks", 0, "finetune", "adapter"), {"bottleneck": "8"},
+     ["tasks[0].finetune.adapter.bottleneck: expected an integer, got '8'"]),
+    (("tasks", 0, "finetune", "learning_rate"), "fast", ["tasks[0].finetune.learning_rate: expected a number"]),
+    (("tasks", 0, "finetune", "readout_norm"), 1, ["tasks[0].finetune.readout_norm: expected true or false"]),
+    (("tasks", 1, "label_source", "max_target_items"), "3",
+     ["tasks[1].label_source.max_target_items: expected an integer or null, got '3'"]),
+    (("ingest", "max_len"), "16", ["ingest.max_len: expected an integer or null, got '16'"]),
+    (("ingest", "split_fractions"), {"train": "most"}, ["ingest.split_fractions.train: expected a number"]),
+    (("data", "synthetic", "seed"), "1", ["data.synthetic.seed: expected an integer, got '1'"]),
+    (("serving", "require_all_tasks"), "yes", ["serving.require_all_tasks: expected true or false, got 'yes'"]),
+    (("tasks", 0, "threshold"), [], ["tasks[0].threshold: must be an object"]),
+    (("beam_pipeline_args",), "--x=1", ["beam_pipeline_args: expected a list of strings"]),
 ]
 
 
@@ -185,3 +204,36 @@ def test_component_ids_and_runtime_parameters_cover_every_task():
         assert {f"task_config_{task}", f"finetune_config_{task}", f"threshold_{task}"} <= set(
             pipeline.runtime_parameter_names(config))
     assert len(ids) == len(set(ids)) == 5 + 3 * 3 + 2
+
+
+def test_the_typed_layer_accepts_what_the_dataclasses_accept():
+    data = testing.tiny_config_dict()
+    data["ingest"]["split_fractions"] = {"train": 0.8, "eval": 0.1, "test": 0.1}  # pairs may be a mapping
+    data["tasks"][0]["finetune"].update(learning_rate=1, adapter={"bottleneck": 4})  # an int is a number
+    data["tasks"][1]["threshold"] = None  # a null section takes the defaults
+    data["description"] = "free text"
+    config = _parse(data)
+    assert config.tasks[1].threshold == config_lib.ThresholdConfig(metric="hr@10", baseline="popularity")
+    assert config.ingest_config("/root").split_names == ("train", "eval", "test")
+    assert config.to_dict() == _parse(config.to_dict()).to_dict(), "to_dict reads back as the same config"
+
+
+def test_the_typed_validator_names_each_annotation_in_words():
+    from typing import Any, Dict, List, Optional, Tuple
+
+    from peterrec.pipeline import typed
+
+    cases = [
+        ("x", Optional[int], "an integer or null"), (["a"], Tuple[int, int], "a list of 2 values"),
+        (3, List[str], "a list of strings"), (3, Dict[str, Any], "an object (a mapping)"),
+        ([1, None], Tuple[Optional[float], ...], None), ({"k": [1]}, Dict[str, List[int]], None),
+    ]
+    for value, annotation, words in cases:
+        if words is None:
+            assert typed.check_value(value, annotation, "f") is value
+            continue
+        with pytest.raises(typed.FieldError, match="^f: expected " + re.escape(words)):
+            typed.check_value(value, annotation, "f")
+    with pytest.raises(typed.FieldError, match=r"^s\[2\]\.b: expected true or false, got 0$"):
+        typed.check_value([{}, {}, {"b": 0}], List[Dict[str, bool]], "s")
+

@@ -1,0 +1,1 @@
+"""The strict ExampleValidator: TFX's ExampleValidator whose anomalies stop the run."""

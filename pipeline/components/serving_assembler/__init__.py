@@ -1,0 +1,1 @@
+"""The serving-model assembler: one multi-signature SavedModel of the blessed tasks."""

@@ -1,0 +1,1 @@
+"""The local StatisticsGen: TFX's StatisticsGen without dependency packaging on the DirectRunner."""

@@ -1,0 +1,1 @@
+"""The PeterRec Trainer: TFX's Trainer that also hands Vocabulary artifacts to the run_fn."""
