@@ -22,7 +22,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from peterrec.components.vocabulary import Vocabulary
 from peterrec.trainer.config import TaskConfig, dataclass_from_dict
-from peterrec.trainer.loop import (HISTORY_FILE, METRICS_FILE, TrainingState, check_or_write_run_config,
+from peterrec.trainer.loop import (METRICS_FILE, TrainingState, check_or_write_run_config, fit_resumably,
                                    load_vocabulary_of_kind, plain_metrics, vocabulary_errors_explained,
                                    write_json)
 
@@ -161,7 +161,6 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
     import tf_keras as keras
 
     from peterrec.trainer import artifacts, data
-    from peterrec.trainer import callbacks as callbacks_lib
     from peterrec.trainer.runtime import skip_autograph_for_tf_keras
     from peterrec.trainer.strategies import fresh_backbone_like
     from peterrec.trainer.task_model import build_task_model
@@ -192,7 +191,6 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
         return data.dataset_from_files(files, config.batch_size, config.max_len, kind=task.kind, **options)
 
     evaluation = evaluation_data(eval_files) if eval_files else None
-    early_stopping = evaluation is not None and config.early_stopping_patience > 0
 
     base = fresh_backbone_like(backbone) if task.strategy == "peter-zero" else backbone
     target_counts = None
@@ -211,27 +209,14 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
               f"trainable parameters {report['trainable_params']:,} = {report['trainable_percent']:.2f}% of "
               f"fine-all's {report['fine_all_params']:,}", flush=True)
 
-    log_dir = os.path.join(output_dir, "logs")
-    timer = callbacks_lib.StepTimer()
-    finished_early = bool(state.early_stopping.stopped.numpy())
-    if initial_epoch < config.epochs and not finished_early:
-        train, steps = data.training_dataset(
+    def training_data(first_epoch):
+        return data.training_dataset(
             train_files, config.batch_size, config.max_len, kind=task.kind, seed=config.seed,
-            first_epoch=initial_epoch, last_epoch=config.epochs, num_examples=num_train,
+            first_epoch=first_epoch, last_epoch=config.epochs, num_examples=num_train,
             steps_per_epoch=config.steps_per_epoch, shuffle_buffer=config.shuffle_buffer, **options)
-        fit_callbacks = [
-            state.callback(config.verbose, early_stopping), timer,
-            callbacks_lib.HistoryLog(os.path.join(log_dir, HISTORY_FILE)),
-            keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0, write_graph=False),
-            callbacks_lib.hparams_callback(log_dir, run_config["config"], trial_id=os.path.basename(output_dir)),
-            *callbacks,
-        ]
-        with vocabulary_errors_explained(item_vocabulary):
-            model.fit(train, validation_data=evaluation, epochs=config.epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=steps, callbacks=fit_callbacks, verbose=config.verbose)
-    elif config.verbose:
-        print(f"finetune {task.name!r}: nothing left to train ({initial_epoch} epochs done)", flush=True)
-    restored_best = early_stopping and config.restore_best and state.restore_best()
+
+    fitted = fit_resumably(model, state, config, training_data, evaluation, os.path.join(output_dir, "logs"),
+                           run_config, item_vocabulary, callbacks, label=f"finetune {task.name!r}")
 
     results: Dict[str, Dict[str, float]] = {}
     with vocabulary_errors_explained(item_vocabulary):
@@ -239,15 +224,10 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
             if files:
                 results[split] = plain_metrics(model.evaluate(evaluation_data(files), return_dict=True, verbose=0))
     final_split = "test" if "test" in results else ("eval" if "eval" in results else None)
-    summary = state.early_stopping.summary()
     metrics: Dict[str, Any] = dict(results.get(final_split, {}))
     metrics.update({
         "split": final_split, "splits": results, "task": task.name, "kind": task.kind, "strategy": task.strategy,
-        **report,
-        "epochs_completed": int(state.epoch.numpy()),
-        "best_epoch": summary["best_epoch"] if early_stopping else int(state.epoch.numpy()),
-        "stopped_early": summary["stopped_early"], "restored_best": bool(restored_best),
-        "train_examples": num_train, "step_seconds": timer.median_seconds(),
+        **report, **fitted, "train_examples": num_train,
     })
 
     patch_dir = patch_dir or os.path.join(output_dir, "patch")

@@ -130,3 +130,49 @@ class TrainingState:
 
         return EpochCheckpoint(self.manager, self.epoch, self.early_stopping if early_stopping else None,
                                self.best_manager if early_stopping else None, verbose=1 if verbose else 0)
+
+
+def fit_resumably(model, state: TrainingState, config, training_data, evaluation, log_dir: str,
+                  run_config: Dict[str, Any], vocabulary: Vocabulary, callbacks: Sequence = (),
+                  label: str = "train") -> Dict[str, Any]:
+    """Trains ``model`` from the epoch ``state`` last saved up to ``config.epochs``, then restores
+    the best epoch's weights if early stopping ran and ``config.restore_best``.
+
+    ``config`` has ``epochs``, ``early_stopping_patience``, ``restore_best`` and ``verbose``;
+    ``training_data(initial_epoch) -> (dataset, steps_per_epoch)`` is only called when there is
+    something left to train. The callbacks save the state every epoch, time the steps, and log
+    history, TensorBoard scalars and the hparams of ``run_config["config"]`` under ``log_dir``;
+    ``callbacks`` run after them. Returns ``epochs_completed``, ``best_epoch``,
+    ``stopped_early``, ``restored_best`` and ``step_seconds`` (median, None if nothing ran).
+    """
+    import tf_keras as keras
+
+    from peterrec.trainer import callbacks as callbacks_lib
+
+    initial_epoch = int(state.epoch.numpy())
+    early_stopping = evaluation is not None and config.early_stopping_patience > 0
+    finished_early = bool(state.early_stopping.stopped.numpy())
+    timer = callbacks_lib.StepTimer()
+    if initial_epoch < config.epochs and not finished_early:
+        train, steps = training_data(initial_epoch)
+        fit_callbacks = [
+            state.callback(config.verbose, early_stopping),
+            timer,
+            callbacks_lib.HistoryLog(os.path.join(log_dir, HISTORY_FILE)),
+            keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0, write_graph=False),
+            callbacks_lib.hparams_callback(log_dir, run_config["config"], trial_id=os.path.basename(
+                os.path.dirname(log_dir))),
+            *callbacks,
+        ]
+        with vocabulary_errors_explained(vocabulary):
+            model.fit(train, validation_data=evaluation, epochs=config.epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=steps, callbacks=fit_callbacks, verbose=config.verbose)
+    elif config.verbose:
+        print(f"{label}: nothing left to train ({initial_epoch} epochs done"
+              f"{', stopped early' if finished_early else ''})", flush=True)
+    restored_best = early_stopping and config.restore_best and state.restore_best()
+    summary = state.early_stopping.summary()
+    epochs = int(state.epoch.numpy())
+    return {"epochs_completed": epochs, "best_epoch": summary["best_epoch"] if early_stopping else epochs,
+            "stopped_early": summary["stopped_early"], "restored_best": bool(restored_best),
+            "step_seconds": timer.median_seconds()}

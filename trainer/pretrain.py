@@ -38,9 +38,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from peterrec.components.vocabulary import Vocabulary, VocabularyMismatchError
 from peterrec.trainer.config import BackboneConfig, dataclass_from_dict
-from peterrec.trainer.loop import (HISTORY_FILE, METRICS_FILE, RunMismatchError, TrainingState,  # noqa: F401
-                                   check_or_write_run_config, load_vocabulary_of_kind, plain_metrics,
-                                   vocabulary_errors_explained, write_json)
+from peterrec.trainer.loop import (METRICS_FILE, RunMismatchError, TrainingState,  # noqa: F401 (re-exported)
+                                   check_or_write_run_config, fit_resumably, load_vocabulary_of_kind,
+                                   plain_metrics, vocabulary_errors_explained, write_json)
 
 OBJECTIVES = ("next_item", "cloze")
 SOFTMAX_KINDS = ("full", "sampled")
@@ -200,7 +200,6 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     else:
         evaluation = (data.dataset_from_files(eval_files, config.batch_size, config.max_len, **options)
                       if eval_files else None)
-    early_stopping = evaluation is not None and config.early_stopping_patience > 0
     if evaluation is None and config.verbose:
         print("pretrain: no eval split, so no evaluation metrics and no early stopping", flush=True)
 
@@ -222,29 +221,14 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
               f"{len(vocabulary)} ids, d={backbone_config.embedding_dim}, {backbone_config.num_blocks} blocks, "
               f"{backbone.count_params()} parameters; output {output_dir}", flush=True)
 
-    finished_early = bool(state.early_stopping.stopped.numpy())
-    timer = callbacks_lib.StepTimer()
-    if initial_epoch < config.epochs and not finished_early:
-        train, steps = data.window_training_dataset(
-            train_files, config.batch_size, config.max_len, seed=config.seed, first_epoch=initial_epoch,
+    def training_data(first_epoch):
+        return data.window_training_dataset(
+            train_files, config.batch_size, config.max_len, seed=config.seed, first_epoch=first_epoch,
             last_epoch=config.epochs, holdout=holdout, num_windows_per_epoch=train_stats["windows"],
             steps_per_epoch=config.steps_per_epoch, shuffle_buffer=config.shuffle_buffer, **options)
-        fit_callbacks = [
-            state.callback(config.verbose, early_stopping),
-            timer,
-            callbacks_lib.HistoryLog(os.path.join(log_dir, HISTORY_FILE)),
-            keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0, write_graph=False),
-            callbacks_lib.hparams_callback(log_dir, run_config["config"], trial_id=os.path.basename(output_dir)),
-            *callbacks,
-        ]
-        with vocabulary_errors_explained(vocabulary):
-            model.fit(train, validation_data=evaluation, epochs=config.epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=steps, callbacks=fit_callbacks, verbose=config.verbose)
-    elif config.verbose:
-        print(f"pretrain: nothing left to train ({initial_epoch} epochs done"
-              f"{', stopped early' if finished_early else ''})", flush=True)
 
-    restored_best = early_stopping and config.restore_best and state.restore_best()
+    fitted = fit_resumably(model, state, config, training_data, evaluation, log_dir, run_config, vocabulary,
+                           callbacks, label="pretrain")
     metrics: Dict[str, Any] = {}
     if evaluation is not None:
         with vocabulary_errors_explained(vocabulary):
@@ -259,12 +243,9 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     callbacks_lib.write_embedding_projector(log_dir, backbone.embedding.embeddings, vocabulary.all_tokens())
     export_dir = export_dir or os.path.join(output_dir, "export")
     artifacts.export_backbone(backbone, backbone_config, vocabulary, export_dir)
-    summary = state.early_stopping.summary()
+    step_seconds = fitted.pop("step_seconds")
     metrics.update({
-        "epochs_completed": int(state.epoch.numpy()),
-        "best_epoch": summary["best_epoch"] if early_stopping else int(state.epoch.numpy()),
-        "stopped_early": summary["stopped_early"],
-        "restored_best": bool(restored_best),
+        **fitted,
         "export_dir": export_dir,
         "backbone_fingerprint": artifacts.read_backbone_metadata(export_dir)["fingerprint"],
         "vocabulary_fingerprint": vocabulary.fingerprint,
@@ -274,7 +255,6 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
         "train_windows": train_stats["windows"],
         "evaluation": config.evaluation,
     })
-    step_seconds = timer.median_seconds()
     if step_seconds:
         # Trained positions (targets) per second: one pass's targets over one pass's steps, per step time.
         steps_per_pass = -(-train_stats["windows"] // config.batch_size)
