@@ -1,7 +1,7 @@
 """Beam building blocks shared by the ingestion and the task-example pipelines.
 
 - ``ReadTable``: files -> parsed records (keyed) + ``Reject``s + per-chunk counts, reading
-  byte-range chunks in parallel with exact line numbers (see ``readers``);
+  byte-range chunks in parallel with exact line numbers (see ``source_chunks``);
 - ``SequenceCombineFn``: per user, the most recent ``max_len`` events of each domain
   bucket (a combiner, so partial results are merged before the shuffle);
 - ``to_history``: the combined events -> a ``UserHistory`` with its split and counts;
@@ -17,7 +17,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
-from peterrec.components import example_format, readers, splits
+from peterrec.components import example_format, source_chunks, splits
+from peterrec.components.line_format import LineFormat
 from peterrec.components.records import (
     MISSING_DOMAIN, UNKNOWN_ITEM, Interaction, LabelRecord, Reject)
 
@@ -29,12 +30,6 @@ RECORDS, REJECTS, STATS = "records", "rejects", "stats"
 Event = Tuple[int, int, int, int, str, Optional[str]]
 
 
-def event_of(record: Interaction) -> Event:
-    """The compact, order-comparable form of an interaction."""
-    return (record.timestamp, record.file_index, record.line_number, record.position,
-            record.item, record.domain)
-
-
 class ParseChunkFn(beam.DoFn):
     """Parses one chunk: records to the main output, rejects and counts to tagged outputs.
 
@@ -44,19 +39,19 @@ class ParseChunkFn(beam.DoFn):
     are rejected; with ``need_domain`` an interaction without a domain is rejected.
     """
 
-    def __init__(self, fmt: readers.LineFormat, need_domain: bool = False, stats_prefix: str = ""):
+    def __init__(self, fmt: LineFormat, need_domain: bool = False, stats_prefix: str = ""):
         self._fmt = fmt
         self._need_domain = need_domain
         self._prefix = stats_prefix
 
-    def process(self, chunk: readers.Chunk, newlines_before: Dict[str, int],
+    def process(self, chunk: source_chunks.Chunk, newlines_before: Dict[str, int],
                 item_domains: Optional[Dict[str, str]] = None):
         fmt, parse_raw = self._fmt, self._fmt.parse_raw
         check = item_domains is not None or self._need_domain
         skip_header = fmt.has_header
         source = chunk.file
         lines = read = rejected = 0
-        for line_number, raw in readers.iter_chunk_lines(chunk, newlines_before[chunk.key]):
+        for line_number, raw in source_chunks.iter_chunk_lines(chunk, newlines_before[chunk.key]):
             if skip_header and line_number == 1:
                 continue
             lines += 1
@@ -103,12 +98,12 @@ class ParseChunkFn(beam.DoFn):
 class ReadTable(beam.PTransform):
     """Reads a table's files in chunks: returns a DoOutputsTuple (records, rejects, stats)."""
 
-    def __init__(self, fmt: readers.LineFormat, files: Sequence[readers.SourceFile],
+    def __init__(self, fmt: LineFormat, files: Sequence[source_chunks.SourceFile],
                  chunk_bytes: int, need_domain: bool = False, item_domains=None, stats_prefix: str = ""):
         super().__init__()
         self._fmt = fmt
         self._prefix = stats_prefix
-        self._chunks = readers.plan_chunks(files, chunk_bytes)
+        self._chunks = source_chunks.plan_chunks(files, chunk_bytes)
         self._need_domain = need_domain
         self._item_domains = item_domains
 
@@ -117,9 +112,9 @@ class ReadTable(beam.PTransform):
         chunks = pbegin | "Chunks" >> beam.Create(chunk_list, reshuffle=False) | "Spread" >> beam.Reshuffle()
         newlines_before = (
             chunks
-            | "CountNewlines" >> beam.Map(lambda c: (c.key, readers.count_newlines(c)))
+            | "CountNewlines" >> beam.Map(lambda c: (c.key, source_chunks.count_newlines(c)))
             | "AllCounts" >> beam.combiners.ToDict()
-            | "FirstLines" >> beam.Map(lambda counts: readers.first_line_numbers(chunk_list, counts)))
+            | "FirstLines" >> beam.Map(lambda counts: source_chunks.first_line_numbers(chunk_list, counts)))
         side = {"newlines_before": beam.pvalue.AsSingleton(newlines_before)}
         if self._item_domains is not None:
             side["item_domains"] = beam.pvalue.AsDict(self._item_domains)
@@ -310,7 +305,7 @@ def write_text(path: str, text: str) -> None:
 
 def reject_files(rejects_dir: str) -> List[str]:
     """Lists the rejects files of a rejects folder."""
-    return [path for path, _ in readers._match(os.path.join(rejects_dir, REJECTS_PREFIX + "*" + REJECTS_SUFFIX))]
+    return [path for path, _ in source_chunks.match_files(os.path.join(rejects_dir, REJECTS_PREFIX + "*" + REJECTS_SUFFIX))]
 
 
 def read_rejects(rejects_dir: str, limit: Optional[int] = None) -> List[Reject]:
@@ -345,7 +340,7 @@ def clear_outputs(*folders: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
     stale = sorted({path for folder in folders for pattern in OUTPUT_PATTERNS
-                    for path, _ in readers._match(os.path.join(folder, pattern))})
+                    for path, _ in source_chunks.match_files(os.path.join(folder, pattern))})
     if stale:
         FileSystems.delete(stale)
 
@@ -359,6 +354,27 @@ def history_stats(history: UserHistory) -> Dict[str, int]:
 def dropped_user_stats(history: UserHistory) -> Dict[str, int]:
     """The counters of a user rejected as a whole: all their in-domain interactions are dropped."""
     return {"dropped": history.total - history.filtered, "filtered": history.filtered}
+
+
+def drop_user(history: UserHistory, reject: Reject):
+    """The tagged outputs of a user rejected as a whole: the reject and the user's dropped counts."""
+    yield beam.pvalue.TaggedOutput(REJECTS, reject)
+    yield beam.pvalue.TaggedOutput(STATS, dropped_user_stats(history))
+
+
+def encode_history(history: UserHistory, item_vocabulary, **features) -> Tuple[str, bytes, Dict[str, int]]:
+    """A user's example: ``(split, serialized tf.train.Example, counters)``.
+
+    ``features`` are the task's extra features (``label``, ``target_item_ids``); the
+    counters are ``history_stats`` plus the kept items that map to the unknown id.
+    """
+    from peterrec.components import example_codec, ids
+
+    item_ids = item_vocabulary.lookup_many(history.items)
+    example = example_codec.encode_example(history.user, item_ids, history.timestamps, **features)
+    stats = history_stats(history)
+    stats["unknown_items"] = sum(1 for i in item_ids if i == ids.UNK_ID)
+    return history.split, example, stats
 
 
 def write_rejects_and_stats(rejects_parts, stats_parts, rejects_dir: str) -> None:

@@ -21,6 +21,7 @@ import os
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from peterrec.components import ids
+from peterrec.components.records import IngestError
 
 FORMAT_VERSION = 1
 FILENAME = "vocabulary.json"
@@ -209,3 +210,33 @@ class Vocabulary:
         if expected_fingerprint is not None:
             vocabulary.check(expected_fingerprint, what=path)
         return vocabulary
+
+
+def check_vocabulary(vocabulary, kind: str, expected_fingerprint: Optional[str] = None,
+                     what: str = "this run") -> Vocabulary:
+    """Loads (from a path) and checks a vocabulary: its kind and, if given, its fingerprint."""
+    if isinstance(vocabulary, str):
+        vocabulary = load_vocabulary(vocabulary)
+    if not isinstance(vocabulary, Vocabulary):
+        raise IngestError(f"expected a Vocabulary or a path to one, got {type(vocabulary).__name__}")
+    if vocabulary.kind != kind:
+        raise VocabularyError(f"{what} needs a {kind} vocabulary, got a {vocabulary.kind} vocabulary")
+    if expected_fingerprint is not None:
+        vocabulary.check(expected_fingerprint, what=what)
+    return vocabulary
+
+
+def load_vocabulary(path: str) -> Vocabulary:
+    """Loads a vocabulary (folder or file) through Beam's file systems, without TensorFlow."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if not path.endswith(".json"):
+        path = os.path.join(path, FILENAME)
+    if not FileSystems.exists(path):
+        raise VocabularyError(f"no vocabulary at {path}")
+    with FileSystems.open(path) as handle:
+        try:
+            data = json.loads(handle.read().decode("utf-8"))
+        except ValueError as error:
+            raise VocabularyError(f"{path}: not valid JSON ({error})") from error
+    return Vocabulary.from_json_dict(data, source=path)

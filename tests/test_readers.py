@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from peterrec.components import readers
+from peterrec.components import attribute_tables, interaction_formats, item_tables, readers, source_chunks
 from peterrec.components.records import (
     BLANK_LINE, EMPTY_ID, EMPTY_LABEL, MALFORMED_ITEM_LINE, MALFORMED_LINE, NO_ITEMS, NON_NUMERIC_ID,
     NON_NUMERIC_RATING, NON_NUMERIC_TIMESTAMP, UNDECODABLE_LINE, UNPARSEABLE_LINE, IngestError, Interaction,
@@ -18,8 +18,12 @@ def _write(path, data):
     return str(path)
 
 
-def _read(fmt, path, chunk_bytes=readers.DEFAULT_CHUNK_BYTES):
-    return readers.iter_values(readers.read_records(fmt, str(path), chunk_bytes=chunk_bytes))
+def _read(fmt, path, chunk_bytes=source_chunks.DEFAULT_CHUNK_BYTES):
+    """(records, rejects) of a source read sequentially."""
+    records, rejects = [], []
+    for value in readers.read_records(fmt, str(path), chunk_bytes=chunk_bytes):
+        (rejects if isinstance(value, Reject) else records).append(value)
+    return records, rejects
 
 
 def _reasons(rejects):
@@ -122,7 +126,7 @@ def test_generic_csv_bad_quoting_and_nul_bytes_are_rejected(tmp_path):
 
 
 def test_an_unforeseen_parser_failure_becomes_a_reject(tmp_path):
-    class Fragile(readers.GenericInteractions):
+    class Fragile(interaction_formats.GenericInteractions):
         def parse(self, text, source, line_number):
             if "boom" in text:
                 raise ZeroDivisionError("division by zero")
@@ -191,14 +195,14 @@ def test_chunked_reading_keeps_exact_line_numbers(tmp_path, chunk_bytes):
 
 def test_chunk_plan_covers_the_file_and_counts_newlines(tmp_path):
     path = _write(tmp_path / "x.txt", "a\nbb\n\nccc\nd")
-    source = readers.SourceFile(0, path, os.path.getsize(path))
-    chunks = readers.plan_chunks([source], chunk_bytes=3)
+    source = source_chunks.SourceFile(0, path, os.path.getsize(path))
+    chunks = source_chunks.plan_chunks([source], chunk_bytes=3)
     assert chunks[0].start == 0 and chunks[-1].end == source.size
     assert all(a.end == b.start for a, b in zip(chunks, chunks[1:]))
-    counts = {c.key: readers.count_newlines(c) for c in chunks}
+    counts = {c.key: source_chunks.count_newlines(c) for c in chunks}
     assert sum(counts.values()) == 4
-    before = readers.first_line_numbers(chunks, counts)
-    lines = [item for c in chunks for item in readers.iter_chunk_lines(c, before[c.key])]
+    before = source_chunks.first_line_numbers(chunks, counts)
+    lines = [item for c in chunks for item in source_chunks.iter_chunk_lines(c, before[c.key])]
     assert lines == [(1, b"a"), (2, b"bb"), (3, b""), (4, b"ccc"), (5, b"d")]
 
 
@@ -239,7 +243,7 @@ def test_movielens_100k_users_table_buckets_ages(tmp_path):
     assert _reasons(rejects) == [(MALFORMED_LINE, 4, "4|x|M|a|1")]
     records, _ = _read(readers.label_format("movielens-100k", "gender"), folder)
     assert [r.label for r in records] == ["M", "F", "M", "M"]
-    assert readers.ml_age_bucket(18) == "18" and readers.ml_age_bucket(56) == "56" and readers.ml_age_bucket(44) == "35"
+    assert attribute_tables.ml_age_bucket(18) == "18" and attribute_tables.ml_age_bucket(56) == "56" and attribute_tables.ml_age_bucket(44) == "35"
 
 
 def test_generic_label_table(tmp_path):
@@ -274,11 +278,11 @@ def test_movielens_item_tables_and_genre_rule(tmp_path):
     assert records == [ItemRecord("1", "source"), ItemRecord("2", "target"), ItemRecord("3", "target"),
                        ItemRecord("4", "source")]
     assert [(r.reason, r.line_number) for r in rejects] == [(MALFORMED_ITEM_LINE, 5)]
-    flags = ["0"] * len(readers.ML100K_GENRES)
+    flags = ["0"] * len(item_tables.ML100K_GENRES)
     horror = list(flags)
-    horror[readers.ML100K_GENRES.index("Horror")] = "1"
+    horror[item_tables.ML100K_GENRES.index("Horror")] = "1"
     comedy = list(flags)
-    comedy[readers.ML100K_GENRES.index("Comedy")] = "1"
+    comedy[item_tables.ML100K_GENRES.index("Comedy")] = "1"
     small = tmp_path / "ml-100k"
     small.mkdir()
     _write(small / "u.item", "1|Scream|01-Jan-1996||http://x|" + "|".join(horror) + "\n"
