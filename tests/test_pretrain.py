@@ -138,12 +138,12 @@ def test_config_validation_and_round_trip():
 
 
 def test_leave_one_out_trains_every_users_history_less_two_items(dataset, tmp_path):
-    from peterrec.trainer import data
+    from peterrec.trainer import data, windows
 
     metrics = pretrain(dataset.pretrain_examples, dataset.item_vocabulary_dir, str(tmp_path / "loo"),
                        _config(epochs=1))
     every = [f for split in ("train", "eval", "test") for f in data.split_files(dataset.pretrain_examples, split)]
-    lengths = [len(row) for row in data._sequences(every).as_numpy_iterator()]
+    lengths = [len(row) for row in windows._sequences(every).as_numpy_iterator()]
     assert metrics["evaluation"] == "leave_one_out" and metrics["train_examples"] == len(lengths)
     assert metrics["train_positions"] == sum(max(n - 3, 0) for n in lengths)  # minus first, validation, test
     assert metrics["test_users"] == sum(1 for n in lengths if n >= 3)
@@ -151,7 +151,7 @@ def test_leave_one_out_trains_every_users_history_less_two_items(dataset, tmp_pa
         assert 0.0 <= metrics[key] < 100.0, key
     users = pretrain(dataset.pretrain_examples, dataset.item_vocabulary_dir, str(tmp_path / "users"),
                      _config(epochs=1, evaluation="users"))
-    train_lengths = [len(row) for row in data._sequences(
+    train_lengths = [len(row) for row in windows._sequences(
         data.split_files(dataset.pretrain_examples, "train")).as_numpy_iterator()]
     assert users["train_positions"] == sum(n - 1 for n in train_lengths) and "test_ndcg@10" not in users
     with pytest.raises(ValueError, match="evaluation"):

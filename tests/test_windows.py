@@ -1,5 +1,5 @@
-"""Tests of whole-history pretraining data (trainer.data windows) and leave-one-out evaluation
-(trainer.data.leave_one_out_dataset, trainer.leave_one_out)."""
+"""Tests of whole-history pretraining data (trainer.windows) and leave-one-out evaluation
+(trainer.windows.leave_one_out_dataset, trainer.leave_one_out)."""
 
 import collections
 
@@ -8,7 +8,7 @@ import pytest
 
 import peterrec  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from peterrec.components import example_format, ids
-from peterrec.trainer import data, tiny_examples
+from peterrec.trainer import data, tiny_examples, windows
 
 CONTEXT = 5
 
@@ -37,51 +37,51 @@ def _windows_of(dataset):
 @pytest.mark.parametrize("shift", [0.0, 0.3, 0.99])
 def test_windows_make_every_item_but_the_first_a_target_once(length, shift):
     items = np.arange(100, 100 + length, dtype=np.int32)
-    windows = data.tile_windows(items, CONTEXT, shift).to_list()
-    targets = [item for window in windows for item in window[1:]]
+    cut = windows.tile_windows(items, CONTEXT, shift).to_list()
+    targets = [item for window in cut for item in window[1:]]
     assert targets == list(range(101, 100 + length))
-    assert all(2 <= len(w) <= CONTEXT for w in windows)
-    assert len(windows) == int(data.num_windows(length, CONTEXT))
-    for before, after in zip(windows, windows[1:]):
+    assert all(2 <= len(w) <= CONTEXT for w in cut)
+    assert len(cut) == int(windows.num_windows(length, CONTEXT))
+    for before, after in zip(cut, cut[1:]):
         assert after[0] == before[-1]  # the previous window's last item is the next one's first input
 
 
 def test_shift_moves_the_cuts_of_long_histories():
     items = np.arange(100, 112, dtype=np.int32)  # 11 targets in 3 windows of up to 4: slack to move
-    cuts = {tuple(len(w) for w in data.tile_windows(items, CONTEXT, shift).to_list()) for shift in (0.0, 0.5, 0.99)}
+    cuts = {tuple(len(w) for w in windows.tile_windows(items, CONTEXT, shift).to_list()) for shift in (0.0, 0.5, 0.99)}
     assert len(cuts) > 1
 
 
 def test_an_epoch_covers_every_target_once_and_moves_its_cuts(histories):
     files, sequences = histories
-    stats = data.window_stats(files, CONTEXT)
+    stats = windows.window_stats(files, CONTEXT)
     assert stats["sequences"] == len(sequences)
     assert stats["targets"] == sum(max(len(s) - 1, 0) for s in sequences.values())
-    dataset, steps = data.window_training_dataset(files, 4, CONTEXT, seed=1, first_epoch=0, last_epoch=2,
+    dataset, steps = windows.window_training_dataset(files, 4, CONTEXT, seed=1, first_epoch=0, last_epoch=2,
                                                   num_windows_per_epoch=stats["windows"], vocab_size=40)
     assert steps == -(-stats["windows"] // 4)
-    windows = _windows_of(dataset)
-    per_epoch = len(windows) // 2
-    assert len(windows) == 2 * stats["windows"] == 2 * per_epoch
+    rows = _windows_of(dataset)
+    per_epoch = len(rows) // 2
+    assert len(rows) == 2 * stats["windows"] == 2 * per_epoch
     expected = collections.Counter((tuple(s[:j]), s[j]) for s in sequences.values() for j in range(1, len(s)))
-    for epoch in (windows[:per_epoch], windows[per_epoch:]):
+    for epoch in (rows[:per_epoch], rows[per_epoch:]):
         # Each target once, predicted from a suffix of its own history that starts at a window cut.
         got = collections.Counter()
         for window in epoch:
             for j in range(1, len(window)):
                 got[window[j]] += 1
         assert got == collections.Counter(target for (_, target) in expected.elements())
-    assert sorted(map(tuple, windows[:per_epoch])) != sorted(map(tuple, windows[per_epoch:]))
-    again, _ = data.window_training_dataset(files, 4, CONTEXT, seed=1, first_epoch=1, last_epoch=2,
+    assert sorted(map(tuple, rows[:per_epoch])) != sorted(map(tuple, rows[per_epoch:]))
+    again, _ = windows.window_training_dataset(files, 4, CONTEXT, seed=1, first_epoch=1, last_epoch=2,
                                             num_windows_per_epoch=stats["windows"], vocab_size=40)
-    assert _windows_of(again) == windows[per_epoch:]  # a resumed run sees the same epoch
+    assert _windows_of(again) == rows[per_epoch:]  # a resumed run sees the same epoch
 
 
 def test_holdout_keeps_the_last_items_out_of_training(histories):
     files, sequences = histories
-    stats = data.window_stats(files, CONTEXT, holdout=2)
+    stats = windows.window_stats(files, CONTEXT, holdout=2)
     assert stats["targets"] == sum(max(len(s) - 3, 0) for s in sequences.values())
-    dataset, _ = data.window_training_dataset(files, 8, CONTEXT, holdout=2, num_windows_per_epoch=stats["windows"])
+    dataset, _ = windows.window_training_dataset(files, 8, CONTEXT, holdout=2, num_windows_per_epoch=stats["windows"])
     trained = collections.Counter(t for w in _windows_of(dataset) for t in w[1:])
     expected = collections.Counter(t for s in sequences.values() for t in s[1:-2])
     assert trained == expected
@@ -90,11 +90,11 @@ def test_holdout_keeps_the_last_items_out_of_training(histories):
 def test_leave_one_out_puts_the_target_last(histories):
     files, sequences = histories
     for split, drop in (("test", 0), ("validation", 1)):
-        rows = _windows_of(data.leave_one_out_dataset(files, 5, CONTEXT, split))
+        rows = _windows_of(windows.leave_one_out_dataset(files, 5, CONTEXT, split))
         expected = [s[:len(s) - drop][-CONTEXT:] for s in sequences.values() if len(s) >= 3]
         assert sorted(map(tuple, rows)) == sorted(map(tuple, expected))
     with pytest.raises(ValueError, match="split"):
-        data.leave_one_out_dataset(files, 5, CONTEXT, "train")
+        windows.leave_one_out_dataset(files, 5, CONTEXT, "train")
 
 
 def test_leave_one_out_model_scores_only_the_last_position(histories):
@@ -122,10 +122,10 @@ def test_leave_one_out_model_scores_only_the_last_position(histories):
 
 def test_length_sorted_batches_hold_the_same_windows_padded_to_their_longest(histories):
     files, _ = histories
-    stats = data.window_stats(files, CONTEXT)
+    stats = windows.window_stats(files, CONTEXT)
     kwargs = dict(seed=2, num_windows_per_epoch=stats["windows"])
-    plain, steps = data.window_training_dataset(files, 3, CONTEXT, length_sorted_chunk=1, **kwargs)
-    sorted_, sorted_steps = data.window_training_dataset(files, 3, CONTEXT, length_sorted_chunk=4, **kwargs)
+    plain, steps = windows.window_training_dataset(files, 3, CONTEXT, length_sorted_chunk=1, **kwargs)
+    sorted_, sorted_steps = windows.window_training_dataset(files, 3, CONTEXT, length_sorted_chunk=4, **kwargs)
     assert steps == sorted_steps
     assert all(batch["item_ids"].shape[1] == CONTEXT for batch in plain)
     widths = []
@@ -141,4 +141,4 @@ def test_left_pad_to_longest_matches_left_pad_at_that_width():
     import tensorflow as tf
 
     ragged = tf.ragged.constant([[5, 6, 7], [8], [9, 10]], dtype=tf.int32)
-    np.testing.assert_array_equal(data.left_pad_to_longest(ragged).numpy(), data.left_pad(ragged, 3).numpy())
+    np.testing.assert_array_equal(windows.left_pad_to_longest(ragged).numpy(), data.left_pad(ragged, 3).numpy())

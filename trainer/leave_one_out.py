@@ -2,7 +2,7 @@
 it the validation target, ranked against every item (no sampling).
 
 ``LeaveOneOutModel`` is a ``PretrainingModel`` whose ``evaluate`` scores only the last position
-of each sequence (``data.leave_one_out_dataset`` puts the target there): the loss of that one
+of each sequence (``windows.leave_one_out_dataset`` puts the target there): the loss of that one
 prediction, and HR@10, NDCG@10 and MRR@10. The positions before it are the user's training
 data, so they never enter a validation or test figure. ``evaluate_leave_one_out`` gives the
 same figures for a backbone outside a training run (benchmarks, exports).
@@ -51,12 +51,12 @@ def evaluate_leave_one_out(backbone, files: Union[str, Sequence[str]], context: 
                            batch_size: int = 256, k: int = 10) -> Dict[str, float]:
     """Leave-one-out figures of a (trained) backbone over the users in ``files``:
     ``{"loss", "hr@k", "ndcg@k", "mrr@k", "users"}`` for the ``"test"`` or ``"validation"`` target."""
-    from peterrec.trainer import data
+    from peterrec.trainer import windows
     from peterrec.trainer.objectives import make_objective
 
     model = LeaveOneOutModel(backbone, make_objective(backbone), k=k)
     model.compile(optimizer=keras.optimizers.Adam())
-    dataset = data.leave_one_out_dataset(files, batch_size, context, split, vocab_size=backbone.vocab_size)
+    dataset = windows.leave_one_out_dataset(files, batch_size, context, split, vocab_size=backbone.vocab_size)
     users = 0
     for batch in dataset:
         model.test_on_batch(batch, reset_metrics=False)

@@ -3,7 +3,7 @@
 ``pretrain(examples_dir, vocabulary_dir, output_dir, config)`` trains the backbone with Keras
 ``fit`` on every interaction: each epoch cuts every user's whole history into windows of the
 model's context (``config.max_len``) whose targets tile the history, with cuts that move between
-epochs (``data.window_training_dataset``), so every interaction but a user's first is a target
+epochs (``windows.window_training_dataset``), so every interaction but a user's first is a target
 once per epoch.
 
 Evaluation (``config.evaluation``):
@@ -176,7 +176,7 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     import tensorflow as tf
     import tf_keras as keras
 
-    from peterrec.trainer import artifacts, data
+    from peterrec.trainer import artifacts, data, windows
     from peterrec.trainer import callbacks as callbacks_lib
     from peterrec.trainer.runtime import skip_autograph_for_tf_keras
 
@@ -192,10 +192,10 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     train_files, eval_files, test_files = _input_files(data, examples_dir, train_files, eval_files, config)
     options = {"vocab_size": len(vocabulary)}
     holdout = LEAVE_ONE_OUT_HOLDOUT if test_files else 0
-    train_stats = data.window_stats(train_files, config.max_len, holdout=holdout)
+    train_stats = windows.window_stats(train_files, config.max_len, holdout=holdout)
     num_train = train_stats["sequences"]
     if config.evaluation == "leave_one_out":
-        evaluation = data.leave_one_out_dataset(eval_files, config.batch_size, config.max_len, "validation",
+        evaluation = windows.leave_one_out_dataset(eval_files, config.batch_size, config.max_len, "validation",
                                                 **options)
     else:
         evaluation = (data.dataset_from_files(eval_files, config.batch_size, config.max_len, **options)
@@ -222,7 +222,7 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
               f"{backbone.count_params()} parameters; output {output_dir}", flush=True)
 
     def training_data(first_epoch):
-        return data.window_training_dataset(
+        return windows.window_training_dataset(
             train_files, config.batch_size, config.max_len, seed=config.seed, first_epoch=first_epoch,
             last_epoch=config.epochs, holdout=holdout, num_windows_per_epoch=train_stats["windows"],
             steps_per_epoch=config.steps_per_epoch, shuffle_buffer=config.shuffle_buffer, **options)
