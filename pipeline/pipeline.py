@@ -35,6 +35,9 @@ TASK_EXAMPLES_PARAMETER = "task_config_{task}"
 FINETUNE_CONFIG_PARAMETER = "finetune_config_{task}"
 THRESHOLD_PARAMETER = "threshold_{task}"
 PUSH_DESTINATION_PARAMETER = "push_destination"
+# The ingestion's node id, fixed here rather than taken from the class name, so that renaming
+# the component class keeps the node's history, cache and compiled wiring.
+EXAMPLE_GEN_ID = "SequenceExampleGen"
 
 
 def runtime_parameter_names(config: config_lib.PipelineConfig) -> List[str]:
@@ -48,7 +51,7 @@ def runtime_parameter_names(config: config_lib.PipelineConfig) -> List[str]:
 
 def component_ids(config: config_lib.PipelineConfig) -> List[str]:
     """The node ids of the pipeline of ``config``, in pipeline order."""
-    ids = ["SequenceExampleGen", "StatisticsGen", "ImportSchemaGen" if config.data.schema_path else "SchemaGen",
+    ids = [EXAMPLE_GEN_ID, "StatisticsGen", "ImportSchemaGen" if config.data.schema_path else "SchemaGen",
            "ExampleValidator", "Trainer_pretrain"]
     for task in config.tasks:
         ids += [f"TaskExampleGen_{task.name}", f"Trainer_{task.name}", f"TaskEvaluator_{task.name}"]
@@ -119,7 +122,8 @@ def create_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
         return data_types.RuntimeParameter(name=name, ptype=str, default=default)
 
     ingest_json = config_to_json(config.ingest_config(pipeline_root))
-    gen = SequenceExampleGen(ingest_config=parameter(INGEST_CONFIG_PARAMETER, ingest_json) or ingest_json)
+    gen = SequenceExampleGen(ingest_config=parameter(INGEST_CONFIG_PARAMETER, ingest_json) or ingest_json
+                             ).with_id(EXAMPLE_GEN_ID)
     statistics = pc.LocalStatisticsGen(examples=gen.outputs["examples"]).with_id("StatisticsGen")
     if config.data.schema_path:
         schema = tfx.components.ImportSchemaGen(schema_file=config.data.schema_path)
