@@ -51,11 +51,10 @@ def ranking_values(ranks, metric_names: Iterable[str]) -> Dict[str, float]:
     """``{name: mean value}`` of each ranking metric (``hr@10``, ...) over the given ranks."""
     from peterrec.trainer import metrics
 
-    functions = {"hr": metrics.np_hit_rate, "ndcg": metrics.np_ndcg, "mrr": metrics.np_mrr}
     values = {}
     for name in metric_names:
         kind, k = parse_ranking_metric(name)
-        values[name] = functions[kind](ranks, k)
+        values[name] = float(np.mean(metrics.np_ranking_values(ranks, kind, k)))
     return values
 
 
