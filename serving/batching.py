@@ -167,6 +167,7 @@ class _Queue:
         self.running = 0
 
     def run(self, function: Callable[[Arrays], Arrays], inputs: Arrays, rows: int) -> Arrays:
+        """Queues one request; it leads a batch when it reaches the head, else waits for its rows."""
         options = self.options
         task = _Task(inputs, rows)
         with self.lock:

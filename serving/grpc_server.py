@@ -57,19 +57,24 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.predictor = predictor
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
+        """Runs a signature on the request's input tensors (PredictionService.Predict)."""
         return _answer(context, self._predict, request)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
+        """The SignatureDefs of the resolved version (PredictionService.GetModelMetadata)."""
         return _answer(context, self._metadata, request)
 
     def Classify(self, request, context):  # noqa: N802
+        """Runs a classification signature on tf.Examples (PredictionService.Classify)."""
         return _answer(context, self._classify, request)
 
     def Regress(self, request, context):  # noqa: N802
+        """Answers UNIMPLEMENTED: peterrec models have no regression signatures."""
         context.abort(errors.ServingError(errors.UNIMPLEMENTED, "").grpc_code,
                       "Regress is not served: peterrec models have no regression signatures")
 
     def MultiInference(self, request, context):  # noqa: N802
+        """Answers UNIMPLEMENTED: use Predict or Classify."""
         context.abort(errors.ServingError(errors.UNIMPLEMENTED, "").grpc_code,
                       "MultiInference is not served; use Predict or Classify")
 
@@ -167,9 +172,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self.manager = manager
 
     def GetModelStatus(self, request, context):  # noqa: N802
+        """The state of each version of a model (ModelService.GetModelStatus)."""
         return _answer(context, self._status, request)
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        """Serves exactly the models of a new ModelServerConfig (ModelService.HandleReloadConfigRequest)."""
         return _answer(context, self._reload, request)
 
     def _status(self, request):

@@ -23,6 +23,7 @@ class SizeReport:
 
     @property
     def patches_total(self) -> int:
+        """Bytes of all the patch artifacts together."""
         return sum(self.patch_bytes.values())
 
     @property
@@ -32,6 +33,7 @@ class SizeReport:
 
     @property
     def separate_models_bytes(self) -> int:
+        """N backbone copies plus every patch: what serving each task on its own would store."""
         return len(self.patch_bytes) * self.backbone_bytes + self.patches_total
 
     def lines(self) -> List[str]:
