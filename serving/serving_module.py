@@ -166,6 +166,8 @@ class ServingModule(tf.Module):
             item_ids = tf.concat([history, tf.fill([tf.shape(history)[0], 1], ids.MASK_ID)], axis=1)
         hidden = self._pretrained_hidden(item_ids)[:, -1, :]
         scores = backbone.item_logits(hidden)[:, ids.NUM_RESERVED:]
+        # Not tfrs.layers.factorized_top_k.BruteForce: measured with the same answers and speed, but
+        # its index is its own copy of the item table (and no bias), which the SavedModel would store twice.
         values, indices = tf.math.top_k(scores, k=min(self.top_k, self.num_items))
         names = self.item_names.lookup(tf.cast(indices, tf.int64) + ids.NUM_RESERVED)
         return {signatures.OUTPUT_ITEMS: names, signatures.OUTPUT_SCORES: values}
