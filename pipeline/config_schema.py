@@ -209,14 +209,6 @@ class PipelineConfig:
             "enable_cache": self.enable_cache,
         }
 
-    def with_overrides(self, **changes: Any) -> "PipelineConfig":
-        """A copy with top-level fields replaced (validated again)."""
-        from peterrec.pipeline.config import parse_config
-
-        data = self.to_dict()
-        data.update(changes)
-        return parse_config(data, source=self.source)
-
 
 def _label_fields(task: TaskSpec, data: DataConfig, pipeline_root: str) -> Dict[str, Any]:
     """The AttributeTaskConfig / ColdStartTaskConfig fields of a task's label source."""

@@ -118,3 +118,27 @@ def test_remote_artifacts_are_copied_to_a_local_folder(tmp_path):
     with open(os.path.join(local, "variables", "task.index"), encoding="utf-8") as handle:
         assert handle.read() == "i"
     assert local_copy(str(tmp_path), str(tmp_path)) == str(tmp_path), "local paths are used in place"
+
+
+def test_evaluation_errors_reach_the_pipeline_as_blessing_errors_naming_the_task(monkeypatch):
+    from peterrec.pipeline.components import BlessingError
+    from peterrec.pipeline.components.task_evaluator import executor
+    from peterrec.trainer import evaluation
+
+    def empty(*args, **kwargs):
+        raise evaluation.EvaluationError("split 'test' has no target items to evaluate")
+
+    monkeypatch.setattr(evaluation, "evaluate_cold_start", empty)
+    threshold = config_lib.parse_threshold({}, config_lib.COLD_START)
+    with pytest.raises(BlessingError, match="^task 'cold_start': split 'test' has no target items to evaluate$"):
+        executor._evaluate(  # pylint: disable=protected-access
+            "cold_start", config_lib.COLD_START, None, "/examples", threshold, max_len=8, batch_size=4)
+
+
+def test_a_bad_threshold_parameter_names_the_evaluator_and_the_field():
+    from peterrec.pipeline.components import parse_threshold
+
+    assert parse_threshold('{"metric": "ndcg@5"}', "cold_start") == config_lib.ThresholdConfig("ndcg@5", "popularity")
+    with pytest.raises(config_lib.ConfigError,
+                       match=r"^TaskEvaluator: threshold\.min_lift: expected a number, got 'x'$"):
+        parse_threshold('{"min_lift": "x"}', "classification")
