@@ -408,7 +408,7 @@ class TaskExampleGenExecutor(LocalAwareBeamExecutor):
         counts = _summary_dict(summary)
         _write_summary(rejects.uri, counts)
         for target in (examples, task_vocabulary_artifact, rejects):
-            target.set_string_custom_property(TASK_NAME_KEY, task_name)
+            target.set_string_custom_property(artifact_types.TASK_NAME_PROPERTY, task_name)
             target.set_string_custom_property(artifact_types.TASK_KIND_PROPERTY, kind)
         for target in (examples, rejects):
             artifact_types.record_counts(target, counts)

@@ -100,11 +100,6 @@ class Reject(NamedTuple):
         return cls(data["reason"], data["source"], data["line_number"], data["line"],
                    data.get("detail", ""))
 
-    @property
-    def is_user_level(self) -> bool:
-        """Whether this reject stands for a user rather than an input line."""
-        return self.reason in USER_LEVEL_REASONS
-
 
 class BadLine(ValueError):
     """Raised by a line parser: the line is rejected for ``reason`` (``detail`` says why)."""

@@ -14,7 +14,6 @@ File format (JSON, ``FORMAT_VERSION`` 1)::
 ``tokens`` and ``counts`` list the non-reserved entries in id order.
 """
 
-import collections
 import hashlib
 import json
 import os
@@ -90,11 +89,6 @@ class Vocabulary:
         if max_size is not None:
             kept = kept[:max_size]
         return cls(kind, [t for t, _ in kept], [c for _, c in kept])
-
-    @classmethod
-    def from_tokens(cls, kind: str, tokens: Iterable[str]) -> "Vocabulary":
-        """Builds a vocabulary by counting an iterable of tokens."""
-        return cls.from_counts(kind, collections.Counter(str(t) for t in tokens))
 
     @property
     def num_reserved(self) -> int:

@@ -27,7 +27,7 @@ def test_unknown_items_map_to_unk_but_targets_and_labels_refuse():
     assert Vocabulary.from_counts("item", COUNTS).lookup_many(["a", "zz"]) == [5, ids.UNK_ID]
     target = Vocabulary.from_counts("target", COUNTS)
     assert target.lookup("c") == 1 and target.token(0) == ids.PAD_TOKEN
-    label = Vocabulary.from_tokens("label", ["M", "F", "M"])
+    label = Vocabulary.from_counts("label", {"M": 2, "F": 1})
     assert label.all_tokens() == ["M", "F"] and label.lookup("F") == 1
     with pytest.raises(KeyError):
         target.lookup("zz")
