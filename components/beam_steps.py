@@ -114,7 +114,7 @@ class ReadTable(beam.PTransform):
             chunks
             | "CountNewlines" >> beam.Map(lambda c: (c.key, source_chunks.count_newlines(c)))
             | "AllCounts" >> beam.combiners.ToDict()
-            | "FirstLines" >> beam.Map(lambda counts: source_chunks.first_line_numbers(chunk_list, counts)))
+            | "NewlinesBefore" >> beam.Map(lambda counts: source_chunks.newlines_before_chunks(chunk_list, counts)))
         side = {"newlines_before": beam.pvalue.AsSingleton(newlines_before)}
         if self._item_domains is not None:
             side["item_domains"] = beam.pvalue.AsDict(self._item_domains)
@@ -305,7 +305,8 @@ def write_text(path: str, text: str) -> None:
 
 def reject_files(rejects_dir: str) -> List[str]:
     """Lists the rejects files of a rejects folder."""
-    return [path for path, _ in source_chunks.match_files(os.path.join(rejects_dir, REJECTS_PREFIX + "*" + REJECTS_SUFFIX))]
+    pattern = os.path.join(rejects_dir, REJECTS_PREFIX + "*" + REJECTS_SUFFIX)
+    return [path for path, _ in source_chunks.match_files(pattern)]
 
 
 def read_rejects(rejects_dir: str, limit: Optional[int] = None) -> List[Reject]:

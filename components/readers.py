@@ -38,7 +38,7 @@ from peterrec.components.item_tables import DOMAIN_RULES, MovieLens1MMovies, Mov
 from peterrec.components.line_format import LineFormat, Record
 from peterrec.components.records import IngestError, Reject
 from peterrec.components.source_chunks import (
-    DEFAULT_CHUNK_BYTES, SourceFile, companion_path, count_newlines, first_line_numbers, iter_chunk_lines,
+    DEFAULT_CHUNK_BYTES, SourceFile, companion_path, count_newlines, iter_chunk_lines, newlines_before_chunks,
     plan_chunks, read_first_line)
 
 # Re-exported for callers that know formats through this module (pipeline config, benchmarks).
@@ -91,7 +91,7 @@ def read_records(fmt: LineFormat, source_path: str, what: str = "source",
     """Reads every file of a source sequentially (small tables, tests): records and Rejects."""
     files = fmt.files(source_path, what)
     chunks = plan_chunks(files, chunk_bytes)
-    before = first_line_numbers(chunks, {c.key: count_newlines(c) for c in chunks})
+    before = newlines_before_chunks(chunks, {c.key: count_newlines(c) for c in chunks})
     for chunk in chunks:
         for line_number, raw in iter_chunk_lines(chunk, before[chunk.key]):
             records, reject = fmt.parse_raw(raw, chunk.file, line_number)

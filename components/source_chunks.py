@@ -145,7 +145,7 @@ def count_newlines(chunk: Chunk, block: int = 1 << 22) -> int:
     return total
 
 
-def first_line_numbers(chunks: Sequence[Chunk], newline_counts: Dict[str, int]) -> Dict[str, int]:
+def newlines_before_chunks(chunks: Sequence[Chunk], newline_counts: Dict[str, int]) -> Dict[str, int]:
     """Returns, per chunk key, the number of newlines in its file before the chunk starts."""
     before: Dict[str, int] = {}
     by_file: Dict[int, List[Chunk]] = {}

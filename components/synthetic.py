@@ -114,7 +114,9 @@ class SyntheticPaths:
 
 
 @dataclasses.dataclass
-class _Items:
+class _ItemCatalogue:
+    """The generated items of one domain and the traits that drive who picks them."""
+
     tokens: List[str]
     popularity: np.ndarray
     cluster: np.ndarray
@@ -123,7 +125,7 @@ class _Items:
     successor: np.ndarray        # index of the next item of the same cluster, -1 for the last
 
 
-def _make_items(rng: np.random.Generator, prefix: str, count: int, config: SyntheticConfig) -> _Items:
+def _make_items(rng: np.random.Generator, prefix: str, count: int, config: SyntheticConfig) -> _ItemCatalogue:
     ranks = rng.permutation(count)
     popularity = -config.popularity_exponent * np.log1p(ranks)
     cluster = rng.integers(0, config.taste_clusters, size=count)
@@ -135,10 +137,10 @@ def _make_items(rng: np.random.Generator, prefix: str, count: int, config: Synth
         successor[members[:-1]] = members[1:]
     width = len(str(count))
     tokens = [f"{prefix}{i + 1:0{width}d}" for i in range(count)]
-    return _Items(tokens, popularity, cluster, gender_lean, age_centre, successor)
+    return _ItemCatalogue(tokens, popularity, cluster, gender_lean, age_centre, successor)
 
 
-def _scores(items: _Items, gender: int, age: int, cluster: int, config: SyntheticConfig) -> np.ndarray:
+def _scores(items: _ItemCatalogue, gender: int, age: int, cluster: int, config: SyntheticConfig) -> np.ndarray:
     sign = 1.0 if gender == 1 else -1.0
     return (items.popularity
             + config.cluster_weight * (items.cluster == cluster)
@@ -146,7 +148,7 @@ def _scores(items: _Items, gender: int, age: int, cluster: int, config: Syntheti
             - config.age_weight * np.abs(items.age_centre - age))
 
 
-def _sample_sequence(rng: np.random.Generator, items: _Items, scores: np.ndarray, length: int,
+def _sample_sequence(rng: np.random.Generator, items: _ItemCatalogue, scores: np.ndarray, length: int,
                      successor_probability: float) -> List[int]:
     """Plackett-Luce order (Gumbel keys) with successor jumps, ``length`` distinct items."""
     if length == 0:

@@ -201,7 +201,7 @@ def test_chunk_plan_covers_the_file_and_counts_newlines(tmp_path):
     assert all(a.end == b.start for a, b in zip(chunks, chunks[1:]))
     counts = {c.key: source_chunks.count_newlines(c) for c in chunks}
     assert sum(counts.values()) == 4
-    before = source_chunks.first_line_numbers(chunks, counts)
+    before = source_chunks.newlines_before_chunks(chunks, counts)
     lines = [item for c in chunks for item in source_chunks.iter_chunk_lines(c, before[c.key])]
     assert lines == [(1, b"a"), (2, b"bb"), (3, b""), (4, b"ccc"), (5, b"d")]
 
