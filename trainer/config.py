@@ -45,7 +45,9 @@ STRATEGY_ADAPTER_FIELDS = {
 }
 DEFAULT_ADAPTER_KIND = "patch"
 DEFAULT_PLACEMENT = "serial"
-SOFTMAX_KINDS = ("full", "sampled")
+# Cold-start training softmax: "full" over all targets; "sampled": frequency-aware unigram
+# negatives (TF core); "in_batch": the batch's other targets as negatives (TFRS Retrieval).
+SOFTMAX_KINDS = ("full", "sampled", "in_batch")
 DEFAULT_DILATIONS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 

@@ -3,7 +3,9 @@
 - ``ClassificationHead``: logits over ALL classes (a full softmax; the original code scored a
   few random wrong classes, which inflates accuracy: METHOD.md section 5, defect 7).
 - ``ColdStartHead``: a new target-item embedding table ``E_t``; ``logits = u . E_t^T + b``,
-  full softmax by default, sampled softmax (with log-Q correction) as an option.
+  full softmax by default; as options, a sampled softmax (frequency-aware unigram negatives,
+  log-Q corrected, ``sampled_loss``) or TFRS's in-batch softmax (``tasks.Retrieval``: the
+  batch's other targets as negatives, log-Q corrected, ``in_batch_loss``).
 """
 
 from typing import Optional, Sequence
@@ -99,6 +101,35 @@ class ColdStartHead(keras.layers.Layer):
         logits = tf.linalg.matmul(self._project(user_vectors), self.item_embeddings, transpose_b=True) + self.item_bias
         return logits + tf.cast(self._reserved_penalty, logits.dtype)
 
+    def _pairs(self, user_vectors, target_ids):
+        """(projected user vectors [N, d], target ids [N]) of the (user, target) pairs whose
+        target is not padding; target_ids [B] or [B, Tt]."""
+        target_ids = tf.convert_to_tensor(target_ids)
+        if target_ids.shape.rank == 1:
+            target_ids = target_ids[:, tf.newaxis]
+        users = tf.repeat(self._project(user_vectors), tf.shape(target_ids)[1], axis=0)
+        flat = tf.reshape(target_ids, [-1])
+        keep = flat >= self.num_reserved
+        return tf.boolean_mask(users, keep), tf.boolean_mask(flat, keep)
+
+    def _counts(self, target_counts: Optional[Sequence[float]]) -> list:
+        """Sampling weights per target id: ``target_counts`` as given, else uniform over the
+        real ids (reserved ids 0)."""
+        if target_counts is None:
+            return [0.0] * self.num_reserved + [1.0] * (self.num_items - self.num_reserved)
+        return list(target_counts)
+
+    @_no_autograph
+    def training_loss(self, user_vectors, target_ids, softmax: str, num_sampled: int = 100,
+                      target_counts: Optional[Sequence[float]] = None):
+        """The training loss of a non-full softmax kind: "sampled" (``sampled_loss``) or
+        "in_batch" (``in_batch_loss``; ``num_sampled`` unused)."""
+        if softmax == "sampled":
+            return self.sampled_loss(user_vectors, target_ids, num_sampled, target_counts)
+        if softmax == "in_batch":
+            return self.in_batch_loss(user_vectors, target_ids, target_counts)
+        raise ValueError(f"training_loss covers softmax 'sampled' or 'in_batch', got {softmax!r}")
+
     @_no_autograph
     def sampled_loss(self, user_vectors, target_ids, num_sampled: int = 100,
                      target_counts: Optional[Sequence[float]] = None, seed: Optional[int] = None):
@@ -110,18 +141,44 @@ class ColdStartHead(keras.layers.Layer):
         """
         from peterrec.trainer.objectives import sampled_softmax_loss
 
-        target_ids = tf.convert_to_tensor(target_ids)
-        if target_ids.shape.rank == 1:
-            target_ids = target_ids[:, tf.newaxis]
-        tt = tf.shape(target_ids)[1]
-        users = tf.repeat(self._project(user_vectors), tt, axis=0)
-        flat = tf.reshape(target_ids, [-1])
-        keep = flat >= self.num_reserved
-        counts = target_counts
-        if counts is None:
-            counts = [0.0] * self.num_reserved + [1.0] * (self.num_items - self.num_reserved)
-        return sampled_softmax_loss(tf.boolean_mask(users, keep), tf.boolean_mask(flat, keep),
-                                    self.item_embeddings, self.item_bias, counts, num_sampled, seed=seed)
+        users, targets = self._pairs(user_vectors, target_ids)
+        return sampled_softmax_loss(users, targets, self.item_embeddings, self.item_bias,
+                                    self._counts(target_counts), num_sampled, seed=seed)
+
+    @_no_autograph
+    def in_batch_loss(self, user_vectors, target_ids, target_counts: Optional[Sequence[float]] = None):
+        """Mean in-batch softmax loss (TFRS ``tasks.Retrieval``) over the non-padding pairs.
+
+        Each (user, target) pair of the batch is one query; the candidates are the batch's
+        targets. A logit is ``u . e_j + b_j - log q_j`` where ``q_j`` is the chance that item
+        j is among the batch's N targets when targets are drawn by ``target_counts`` (else
+        uniformly): ``1 - (1 - p_j)^N``. This is the inclusion probability rather than
+        ``p_j`` itself: the two differ by a near-constant factor for rare items (softmax
+        ignores it), but TFRS clips q at 1e-6, which ``p_j`` of a large vocabulary would
+        reach. Other pairs with the same target id are removed (accidental hits).
+        """
+        import tensorflow_recommenders as tfrs
+
+        from peterrec.trainer.objectives import frequency_unigrams
+
+        users, targets = self._pairs(user_vectors, target_ids)
+        # The bias enters as one more dimension: [u, 1] . [e_j, b_j] = u . e_j + b_j.
+        queries = tf.concat([users, tf.ones_like(users[:, :1])], axis=1)
+        candidates = tf.concat([tf.gather(self.item_embeddings, targets),
+                                tf.gather(self.item_bias, targets)[:, tf.newaxis]], axis=1)
+        counts = np.asarray(frequency_unigrams(self._counts(target_counts), self.num_reserved), np.float64)
+        log_not_drawn = tf.gather(tf.constant(np.log1p(-counts / counts.sum()), users.dtype), targets)
+        pairs = tf.cast(tf.size(targets), users.dtype)
+        probability = -tf.math.expm1(pairs * log_not_drawn)
+        retrieval = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+
+        def mean_loss():
+            total = retrieval(queries, candidates, candidate_sampling_probability=probability,
+                              candidate_ids=targets, compute_metrics=False, compute_batch_metrics=False)
+            return total / pairs
+
+        # TFRS's accidental-hit removal fails on zero pairs (an argmax over an empty axis).
+        return tf.cond(pairs > 0, mean_loss, lambda: tf.zeros([], users.dtype))
 
     def get_config(self):
         config = super().get_config()
