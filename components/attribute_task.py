@@ -102,7 +102,7 @@ def run_attribute_task(config: AttributeTaskConfig, examples_dir: str, label_voc
               f"{config.label_source()} on {run.runner}", examples_dir, label_vocabulary_dir, rejects_dir)
     label_source = ",".join(f.path for f in label_files)
 
-    interactions = run.read_interactions(config, files, domain_needed=config.effective_domain is not None)
+    interactions = run.read_interactions(config, files, need_domain=config.effective_domain is not None)
     histories = (combine_histories(interactions, config, {"source": config.max_len}, *source_buckets(config))
                  | "KeyByUser" >> beam.Map(lambda history: (history.user, history)))
     labels = run.read_table("ReadLabels", label_fmt, label_files, stats_prefix="labels/")

@@ -146,10 +146,10 @@ class BeamRun:
         outputs = self.pipeline | label >> beam_steps.ReadTable(fmt, files, self.chunk_bytes, **options)
         return self.collect(outputs)[beam_steps.RECORDS]
 
-    def read_interactions(self, config: IngestConfig, files: Sequence[SourceFile], domain_needed: bool):
+    def read_interactions(self, config: IngestConfig, files: Sequence[SourceFile], need_domain: bool):
         """Reads the interactions as ``(user, event)`` pairs, with their domains from an item table if any.
 
-        ``domain_needed``: interactions without a domain are rejected (unless a domain
+        ``need_domain``: interactions without a domain are rejected (unless a domain
         rule's item table gives every item one).
         """
         item_fmt, item_files = item_table(config)
@@ -157,7 +157,7 @@ class BeamRun:
         if item_fmt is not None:
             item_domains = self.read_table("ReadItemTable", item_fmt, item_files, stats_prefix="items/")
         fmt = readers.interaction_format(config.source_format)
-        return self.read_table("ReadInteractions", fmt, files, need_domain=domain_needed and item_fmt is None,
+        return self.read_table("ReadInteractions", fmt, files, need_domain=need_domain and item_fmt is None,
                                item_domains=item_domains)
 
     def vocabulary(self, kind: str, directory: str, tokens: Callable[[], object],

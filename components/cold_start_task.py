@@ -90,7 +90,7 @@ def run_cold_start_task(config: ColdStartTaskConfig, examples_dir: str, target_v
               f"{config.source_path} on {run.runner}", examples_dir, target_vocabulary_dir, rejects_dir)
     source_label = ",".join(f.path for f in files)
 
-    interactions = run.read_interactions(config, files, domain_needed=True)
+    interactions = run.read_interactions(config, files, need_domain=True)
     buckets = {config.source_domain: "source", config.target_domain: "target"}
     histories = combine_histories(interactions, config, {"source": config.max_len, "target": None}, buckets, None)
     users = run.collect(histories | "Targets" >> beam.FlatMap(

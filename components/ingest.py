@@ -90,7 +90,7 @@ def run_ingestion(config: IngestConfig, examples_dir: str, vocabulary_dir: str, 
               f"{sum(f.size for f in files) / 1e6:.1f} MB, on {run.runner}", examples_dir, vocabulary_dir, rejects_dir)
     source_label = ",".join(f.path for f in files)
 
-    interactions = run.read_interactions(config, files, domain_needed=domain is not None)
+    interactions = run.read_interactions(config, files, need_domain=domain is not None)
     routed = (combine_histories(interactions, config, {"source": config.max_len}, *source_buckets(config))
               | "DropEmpty" >> beam.FlatMap(_route_history, source_label).with_outputs(
                   beam_steps.REJECTS, beam_steps.STATS, main="histories"))
