@@ -52,7 +52,7 @@ How it is checked: each section is a dataclass, and what a section hands to the 
 the components is checked against those classes' own annotations (``PretrainConfig`` with
 its ``BackboneConfig``, ``TaskConfig`` with its ``AdapterConfig``, ``FinetuneConfig``,
 ``IngestConfig``, ``SyntheticConfig``, the task example configs) by one generic validator,
-``peterrec.pipeline.typed``: unknown keys and wrong types fail first, naming the field
+``peterrec.typed_config``: unknown keys and wrong types fail first, naming the field
 (``pretrain.backbone.embedding_dim: expected an integer, got '32'``); then each class's own
 ``validate()`` checks the ranges, and the pipeline checks what only it knows (task names,
 metrics per task kind, baselines).
@@ -65,12 +65,12 @@ import os
 import re
 from typing import Any, Dict, List, Optional
 
-from peterrec.pipeline import typed
+from peterrec import typed_config as typed
 from peterrec.pipeline.config_schema import (  # noqa: F401 (the config's public names live here too)
     BASELINES, CLASSIFICATION, COLD_START, DEFAULT_BASELINE, DEFAULT_METRIC, RESERVED_SIGNATURES,
     SYNTHETIC_ATTRIBUTES, SYNTHETIC_INTERACTIONS, SYNTHETIC_LABEL_COLUMN, SYNTHETIC_SETTINGS, TASK_KINDS,
     DataConfig, PipelineConfig, ServingSpec, TaskSpec, ThresholdConfig)
-from peterrec.pipeline.typed import FieldError, join
+from peterrec.typed_config import FieldError, join
 from peterrec.trainer.evaluation import CLASSIFICATION_METRICS, RANKING_METRIC  # noqa: F401
 
 DEFAULT_CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.json")

@@ -54,7 +54,7 @@ def test_task_validation_messages(kwargs, message):
 
 
 def test_unknown_keys_are_rejected():
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         BackboneConfig.from_dict({"vocab_size": 10, "embeding_dim": 3})
 
 
@@ -92,3 +92,16 @@ def test_an_adapter_field_that_contradicts_the_strategy_is_an_error(strategy, ad
 def test_strategies_using_adapters():
     assert [TaskConfig("t", strategy=s).uses_adapters for s in STRATEGIES] == [
         True, True, True, False, False, False, True, True]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"name": "t", "adapter": {"bottleneck": "16"}}, r"TaskConfig.adapter.bottleneck: expected an integer, got '16'"),
+    ({"name": "t", "num_outputs": 2.5}, r"TaskConfig.num_outputs: expected an integer, got 2.5"),
+    ({"name": "t", "readout_norm": "yes"}, r"TaskConfig.readout_norm: expected true or false"),
+    ({"kind": "classification"}, r"TaskConfig: missing required key\(s\) \['name'\]"),
+])
+def test_from_dict_checks_types_and_names_the_field(data, message):
+    with pytest.raises(ValueError, match=message):
+        TaskConfig.from_dict(data)
+    with pytest.raises(ValueError, match=r"BackboneConfig.dilations\[1\]: expected an integer"):
+        BackboneConfig.from_dict({"vocab_size": 10, "dilations": [1, "2"]})

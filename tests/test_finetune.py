@@ -185,7 +185,7 @@ def test_config_round_trip_and_validation(setup):
     assert again == config
     assert again.resolved_monitor == "val_loss"
     assert _config(dataset, kind="cold_start").resolved_monitor == "val_mrr@5"
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         FinetuneConfig.from_dict({**config.to_dict(), "lr": 0.1})
     with pytest.raises(ValueError, match="epochs"):
         _config(dataset, epochs=0).validate()

@@ -221,7 +221,7 @@ def test_the_typed_layer_accepts_what_the_dataclasses_accept():
 def test_the_typed_validator_names_each_annotation_in_words():
     from typing import Any, Dict, List, Optional, Tuple
 
-    from peterrec.pipeline import typed
+    from peterrec import typed_config as typed
 
     cases = [
         ("x", Optional[int], "an integer or null"), (["a"], Tuple[int, int], "a list of 2 values"),

@@ -131,7 +131,7 @@ def test_config_validation_and_round_trip():
         _config(objective="cloze").validate()
     with pytest.raises(ValueError, match="causal backbone"):
         _config(backbone=BackboneConfig(vocab_size=0, causal=False)).validate()
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         PretrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="softmax"):
         _config(softmax="hierarchical").validate()

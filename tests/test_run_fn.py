@@ -82,6 +82,6 @@ def test_missing_inputs_fail_clearly(dataset, tmp_path):
         run_fn.finetune_run_fn(_fn_args(dataset.classification_examples, str(tmp_path / "c"), {"finetune": {}}))
     with pytest.raises(run_fn.RunFnError, match="no backbone export"):
         run_fn.find_backbone_export(str(tmp_path))
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         run_fn.pretrain_run_fn(_fn_args(dataset.pretrain_examples, str(tmp_path / "d"),
                                         {"pretrain": {"epochz": 1}, "item_vocabulary": dataset.item_vocabulary_dir}))
