@@ -1,9 +1,9 @@
-"""peterrec's custom TFX components: ``SequenceExampleGen`` and ``TaskExampleGen``.
+"""peterrec's custom TFX components: ``InteractionExampleGen`` and ``TaskExampleGen``.
 
-``SequenceExampleGen`` wraps the Beam ingestion (``peterrec.components.ingest``)::
+``InteractionExampleGen`` wraps the Beam ingestion (``peterrec.components.ingest``)::
 
-    gen = SequenceExampleGen(source_format="csv", source_path="/data/interactions.csv",
-                             max_len=50)
+    gen = InteractionExampleGen(source_format="csv", source_path="/data/interactions.csv",
+                                max_len=50)
     statistics = StatisticsGen(examples=gen.outputs["examples"])
 
 - parameter ``ingest_config``: JSON of ``IngestConfig`` fields (build it from an
@@ -43,13 +43,13 @@ from peterrec.components import executor
 from peterrec.components.artifact_types import IngestRejects, Vocabulary
 
 __all__ = [
-    "SequenceExampleGen", "SequenceExampleGenSpec", "TaskExampleGen", "TaskExampleGenSpec",
+    "InteractionExampleGen", "InteractionExampleGenSpec", "TaskExampleGen", "TaskExampleGenSpec",
     "Vocabulary", "IngestRejects",
 ]
 
 
-class SequenceExampleGenSpec(types.ComponentSpec):
-    """Parameters, inputs and outputs of ``SequenceExampleGen``."""
+class InteractionExampleGenSpec(types.ComponentSpec):
+    """Parameters, inputs and outputs of ``InteractionExampleGen``."""
 
     PARAMETERS = {
         executor.INGEST_CONFIG_KEY: ExecutionParameter(type=str),
@@ -94,28 +94,29 @@ def _ingest_config_parameter(ingest_config: Any, fields: Mapping[str, Any]) -> U
     return executor.config_to_json(executor.ingest_config_from_json(data))
 
 
-class SequenceExampleGen(base_beam_component.BaseBeamComponent):
-    """Ingests interaction logs into sequence Examples, an item Vocabulary and the rejects.
+class InteractionExampleGen(base_beam_component.BaseBeamComponent):
+    """Ingests interaction logs into per-user ``tf.train.Example`` records (each user's item
+    sequence as a list feature), an item Vocabulary and the rejects.
 
     Args:
       ingest_config: an ``IngestConfig``, a dict or JSON string of its fields, or a
         ``RuntimeParameter`` (ptype str) holding that JSON.
       base_vocabulary: optional channel of a ``peterrec.Vocabulary`` (item kind) to reuse.
       **config_fields: ``IngestConfig`` fields, overriding those of ``ingest_config``
-        (``SequenceExampleGen(source_format="csv", source_path=...)``).
+        (``InteractionExampleGen(source_format="csv", source_path=...)``).
 
     Raises:
       ComponentConfigError: the config has unknown or missing fields or fails
         ``IngestConfig.validate``.
     """
 
-    SPEC_CLASS = SequenceExampleGenSpec
-    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.SequenceExampleGenExecutor)
+    SPEC_CLASS = InteractionExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.InteractionExampleGenExecutor)
     DRIVER_CLASS = executor.SourceFingerprintDriver
 
     def __init__(self, ingest_config: Any = None, base_vocabulary: Optional[types.BaseChannel] = None,
                  **config_fields: Any):
-        spec = SequenceExampleGenSpec(
+        spec = InteractionExampleGenSpec(
             ingest_config=_ingest_config_parameter(ingest_config, config_fields),
             base_vocabulary=base_vocabulary,
             examples=types.Channel(type=standard_artifacts.Examples),
@@ -156,8 +157,15 @@ def _task_config_parameter(kind: str, task_config: Any, fields: Mapping[str, Any
     return executor.config_to_json(executor.task_config_from_json(kind, data))
 
 
+# The earlier names: the component writes one tf.train.Example per user sequence (not
+# tf.train.SequenceExample), named like TFX's example gens after what it reads. Pipeline
+# definitions that import the old names keep working.
+SequenceExampleGen = InteractionExampleGen
+SequenceExampleGenSpec = InteractionExampleGenSpec
+
+
 class TaskExampleGen(base_beam_component.BaseBeamComponent):
-    """Builds one fine-tuning task's examples over the item vocabulary of SequenceExampleGen.
+    """Builds one fine-tuning task's examples over the item vocabulary of InteractionExampleGen.
 
     ``kind="classification"`` (user attribute tasks: ``label`` per example, a label
     vocabulary) or ``kind="cold_start"`` (``target_item_ids`` per example, a target-item
@@ -170,7 +178,7 @@ class TaskExampleGen(base_beam_component.BaseBeamComponent):
     Args:
       task_name: the task's name (an identifier: it becomes a serving signature name).
       kind: ``classification`` (alias ``attribute``) or ``cold_start``.
-      vocabulary: channel of the item ``peterrec.Vocabulary`` (SequenceExampleGen's
+      vocabulary: channel of the item ``peterrec.Vocabulary`` (InteractionExampleGen's
         ``vocabulary`` output); the examples' item ids come from it and its fingerprint
         is checked.
       task_config: an ``AttributeTaskConfig`` / ``ColdStartTaskConfig`` (from

@@ -1,6 +1,6 @@
 """Executors of peterrec's TFX components: they run the Beam ingestion inside TFX.
 
-``SequenceExampleGenExecutor`` runs ``peterrec.components.ingest.run_ingestion`` with
+``InteractionExampleGenExecutor`` runs ``peterrec.components.ingest.run_ingestion`` with
 the ``ingest_config`` execution parameter (a JSON object of ``IngestConfig`` fields)
 and writes the sequence examples into the Examples artifact's uri (``Split-<name>/``
 GZIP TFRecords, as ExampleGen writes them), the item vocabulary into the Vocabulary
@@ -8,7 +8,7 @@ artifact's uri and the rejects plus ``summary.json`` into the IngestRejects
 artifact's uri; the summary counts become custom properties.
 
 ``TaskExampleGenExecutor`` builds one fine-tuning task's examples (an attribute task
-or a cold-start task) over the item vocabulary of a SequenceExampleGen run.
+or a cold-start task) over the item vocabulary of a InteractionExampleGen run.
 
 Both are Beam executors: the pipeline's ``beam_pipeline_args`` reach the ingestion
 unchanged, so the same component runs on the DirectRunner, Flink, Spark or Dataflow
@@ -273,7 +273,7 @@ class LocalAwareBeamExecutor(base_beam_executor.BaseBeamExecutor):
             super().__init__(context)
 
 
-class SequenceExampleGenExecutor(LocalAwareBeamExecutor):
+class InteractionExampleGenExecutor(LocalAwareBeamExecutor):
     """Runs the Beam ingestion into the Examples, Vocabulary and IngestRejects artifacts."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -309,7 +309,7 @@ class SequenceExampleGenExecutor(LocalAwareBeamExecutor):
         _write_summary(rejects.uri, counts)
         for target in (examples, rejects):
             artifact_types.record_counts(target, counts)
-        logging.info("SequenceExampleGen: %s", _format_summary(summary))
+        logging.info("InteractionExampleGen: %s", _format_summary(summary))
 
 
 def _format_summary(summary: Any) -> str:
@@ -362,8 +362,13 @@ def task_config_from_json(kind: str, text: Any):
                                 f"{TASK_CONFIG_KEY} ({normalise_kind(kind)})")
 
 
+
+# The earlier name: Kubeflow specs compiled before the rename name this class path.
+SequenceExampleGenExecutor = InteractionExampleGenExecutor
+
+
 class TaskExampleGenExecutor(LocalAwareBeamExecutor):
-    """Builds a task's examples over a SequenceExampleGen item vocabulary (see component.py)."""
+    """Builds a task's examples over an InteractionExampleGen item vocabulary (see component.py)."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]],

@@ -154,7 +154,7 @@ class PipelineConfig:
 
     # ---- resolved settings of the components --------------------------------------------
     def ingest_config(self, pipeline_root: str):
-        """The ``IngestConfig`` of SequenceExampleGen (the source resolved)."""
+        """The ``IngestConfig`` of InteractionExampleGen (the source resolved)."""
         from peterrec.components.ingest import IngestConfig
 
         source_format, source_path = self.data.source(pipeline_root)

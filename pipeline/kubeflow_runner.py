@@ -12,7 +12,7 @@ parameters with the config's values as defaults (``peterrec.pipeline.pipeline.ru
 ``ingest_config``, ``pretrain_config``, ``push_destination`` and, per task,
 ``task_config_<task>``, ``finetune_config_<task>`` and ``threshold_<task>``.
 
-Beam: the Beam components (SequenceExampleGen, TaskExampleGen, StatisticsGen) take
+Beam: the Beam components (InteractionExampleGen, TaskExampleGen, StatisticsGen) take
 ``beam_pipeline_args``; ``beam_args(runner, ...)`` builds them for
 
 - ``direct``: the DirectRunner inside the component's pod, multi-processing over its cores

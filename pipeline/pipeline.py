@@ -1,6 +1,6 @@
 """``create_pipeline``: the whole PeterRec pipeline as one TFX pipeline.
 
-    SequenceExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
+    InteractionExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
       -> Trainer_pretrain (pretrain_run_fn; it and the TaskExampleGens wait for the validator,
          which stops the run on anomalies)
       -> for each task: TaskExampleGen_<task> -> Trainer_<task> (finetune_run_fn, base_model =
@@ -8,7 +8,7 @@
       -> ServingModelAssembler (backbone + blessed patches: one multi-signature SavedModel)
       -> Pusher (the model base of TF Serving, next integer version, models.config beside it)
 
-``SequenceExampleGen`` (``peterrec.components.component``) writes one ``tf.train.Example`` per
+``InteractionExampleGen`` (``peterrec.components.component``) writes one ``tf.train.Example`` per
 user sequence (its items, oldest first), not ``tf.train.SequenceExample`` protos: the name
 speaks of the user's item sequence, the record format is the plain Example TFX's
 StatisticsGen, SchemaGen and ExampleValidator read.
@@ -112,7 +112,7 @@ def create_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
     from tfx.orchestration import data_types
     from tfx.proto import pusher_pb2
 
-    from peterrec.components.component import SequenceExampleGen, TaskExampleGen
+    from peterrec.components.component import InteractionExampleGen, TaskExampleGen
     from peterrec.components.executor import config_to_json
     from peterrec.pipeline import components as pc
 
@@ -122,7 +122,7 @@ def create_pipeline(config: config_lib.PipelineConfig, pipeline_root: str,
         return data_types.RuntimeParameter(name=name, ptype=str, default=default)
 
     ingest_json = config_to_json(config.ingest_config(pipeline_root))
-    gen = SequenceExampleGen(ingest_config=parameter(INGEST_CONFIG_PARAMETER, ingest_json) or ingest_json
+    gen = InteractionExampleGen(ingest_config=parameter(INGEST_CONFIG_PARAMETER, ingest_json) or ingest_json
                              ).with_id(EXAMPLE_GEN_ID)
     statistics = pc.LocalStatisticsGen(examples=gen.outputs["examples"]).with_id("StatisticsGen")
     if config.data.schema_path:

@@ -1,4 +1,4 @@
-"""SequenceExampleGen in a local TFX mini-pipeline: -> StatisticsGen -> SchemaGen -> ExampleValidator.
+"""InteractionExampleGen in a local TFX mini-pipeline: -> StatisticsGen -> SchemaGen -> ExampleValidator.
 
 The pipeline runs with the LocalDagRunner and SQLite metadata in a temporary folder on a
 tiny CSV written here; every check goes through the metadata store, as the pipeline
@@ -32,15 +32,15 @@ def write_interactions(path: str, num_users: int = NUM_USERS, seed: int = 0) -> 
 
 
 def build_pipeline(root: str, source_path: str, with_validation: bool = True):
-    """The mini-pipeline: SequenceExampleGen (-> StatisticsGen -> SchemaGen -> ExampleValidator)."""
+    """The mini-pipeline: InteractionExampleGen (-> StatisticsGen -> SchemaGen -> ExampleValidator)."""
     # Module imports, not tfx.v1: that one also loads the Kubeflow and Vertex clients (~18 s CPU).
     from tfx.components import ExampleValidator, SchemaGen, StatisticsGen
     from tfx.orchestration import metadata
     from tfx.orchestration import pipeline as tfx_pipeline
 
-    from peterrec.components.component import SequenceExampleGen
+    from peterrec.components.component import InteractionExampleGen
 
-    gen = SequenceExampleGen(source_format="csv", source_path=source_path, max_len=8,
+    gen = InteractionExampleGen(source_format="csv", source_path=source_path, max_len=8,
                              max_reject_fraction=0.05)
     components = [gen]
     if with_validation:
@@ -99,7 +99,7 @@ def test_mini_pipeline_runs_all_four_components(tmp_path):
     assert {e.last_known_state for e in executions} == {metadata_store_pb2.Execution.COMPLETE}
 
     by_type = {t.id: t.name for t in store.get_execution_types()}
-    gen_execution = next(e for e in executions if by_type[e.type_id].endswith("SequenceExampleGen"))
+    gen_execution = next(e for e in executions if by_type[e.type_id].endswith("InteractionExampleGen"))
     outputs = outputs_of(store, gen_execution.id)
     assert set(outputs) == {"Examples", "peterrec.Vocabulary", "peterrec.IngestRejects"}
     examples, vocab_artifact, rejects = (outputs["Examples"], outputs["peterrec.Vocabulary"],
@@ -183,7 +183,7 @@ def test_source_fingerprint_driver_sees_new_data_under_the_same_path(tmp_path):
     deployment = pipeline_pb2.IntermediateDeploymentConfig()
     ir.deployment_config.Unpack(deployment)
     driver_spec = executable_spec_pb2.PythonClassExecutableSpec()
-    deployment.custom_driver_specs["SequenceExampleGen"].Unpack(driver_spec)
+    deployment.custom_driver_specs["InteractionExampleGen"].Unpack(driver_spec)
     assert driver_spec.class_path == "peterrec.components.executor.SourceFingerprintDriver"
 
     exec_properties = {"ingest_config": pipeline.components[0].exec_properties["ingest_config"]}
@@ -199,27 +199,27 @@ def test_source_fingerprint_driver_sees_new_data_under_the_same_path(tmp_path):
 
 
 def test_bad_config_fails_when_the_component_is_built(tmp_path):
-    from peterrec.components.component import SequenceExampleGen
+    from peterrec.components.component import InteractionExampleGen
     from peterrec.components.executor import ComponentConfigError
 
     with pytest.raises(ComponentConfigError, match="unknown field"):
-        SequenceExampleGen(source_format="csv", source_path="x.csv", max_length=5)
+        InteractionExampleGen(source_format="csv", source_path="x.csv", max_length=5)
     with pytest.raises(ComponentConfigError, match="source_format"):
-        SequenceExampleGen(source_format="parquet", source_path="x.csv")
+        InteractionExampleGen(source_format="parquet", source_path="x.csv")
     with pytest.raises(ComponentConfigError, match="missing required"):
-        SequenceExampleGen(ingest_config={"source_format": "csv"})
+        InteractionExampleGen(ingest_config={"source_format": "csv"})
     with pytest.raises(ComponentConfigError, match="not valid JSON"):
-        SequenceExampleGen(ingest_config="{source_format: csv")
+        InteractionExampleGen(ingest_config="{source_format: csv")
 
 
 def test_config_round_trips_through_the_json_parameter():
-    from peterrec.components.component import SequenceExampleGen
+    from peterrec.components.component import InteractionExampleGen
     from peterrec.components.executor import ingest_config_from_json
     from peterrec.components.ingest import IngestConfig
 
     config = IngestConfig(source_format="csv", source_path="/data/x.csv", max_len=7,
                           split_fractions=(("train", 0.5), ("eval", 0.5)))
-    gen = SequenceExampleGen(config, split_salt="s1")
+    gen = InteractionExampleGen(config, split_salt="s1")
     parameter = gen.exec_properties["ingest_config"]
     assert isinstance(parameter, str)
     parsed = ingest_config_from_json(parameter)
@@ -234,7 +234,7 @@ def test_executor_reuses_a_base_vocabulary_and_fails_clearly_on_too_many_rejects
     from tfx.types import standard_artifacts
 
     from peterrec.components import artifact_types
-    from peterrec.components.executor import SequenceExampleGenExecutor, ingest_config_to_json
+    from peterrec.components.executor import InteractionExampleGenExecutor, ingest_config_to_json
     from peterrec.components.ingest import IngestError
     from peterrec.components.vocabulary import Vocabulary
 
@@ -255,7 +255,7 @@ def test_executor_reuses_a_base_vocabulary_and_fails_clearly_on_too_many_rejects
 
     source = str(tmp_path / "interactions.csv")
     write_interactions(source, num_users=6)
-    executor = SequenceExampleGenExecutor(BaseBeamExecutor.Context(beam_pipeline_args=BEAM_ARGS, tmp_dir=str(tmp_path)))
+    executor = InteractionExampleGenExecutor(BaseBeamExecutor.Context(beam_pipeline_args=BEAM_ARGS, tmp_dir=str(tmp_path)))
     config = {"source_format": "csv", "source_path": source, "max_reject_fraction": 0.5}
     out = outputs("reuse")
     executor.Do({"base_vocabulary": [base]}, out, {"ingest_config": ingest_config_to_json(config)})
@@ -272,3 +272,11 @@ def test_executor_reuses_a_base_vocabulary_and_fails_clearly_on_too_many_rejects
     # The rejects were written before the failure, so the reasons can be inspected.
     rejects_uri = out["rejects"][0].uri
     assert any(name.endswith(".jsonl") for name in os.listdir(rejects_uri))
+
+
+def test_the_earlier_names_still_import():
+    from peterrec.components import component, executor
+
+    assert component.SequenceExampleGen is component.InteractionExampleGen
+    assert component.SequenceExampleGenSpec is component.InteractionExampleGenSpec
+    assert executor.SequenceExampleGenExecutor is executor.InteractionExampleGenExecutor

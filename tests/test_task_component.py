@@ -1,6 +1,6 @@
-"""TaskExampleGen consumes SequenceExampleGen's Vocabulary artifact in a local TFX pipeline.
+"""TaskExampleGen consumes InteractionExampleGen's Vocabulary artifact in a local TFX pipeline.
 
-One pipeline (LocalDagRunner, SQLite metadata, tiny CSVs written here): SequenceExampleGen
+One pipeline (LocalDagRunner, SQLite metadata, tiny CSVs written here): InteractionExampleGen
 on the source domain, then a classification task (labels from a user,gender CSV) and a
 cold-start task (target-domain items) built over its item vocabulary. Checked through the
 metadata store: executions complete, the task examples use the item vocabulary's ids,
@@ -59,7 +59,7 @@ def test_task_example_gen_uses_the_vocabulary_artifact(tmp_path):
     from tfx.orchestration.local import local_dag_runner
 
     from peterrec.components import example_format
-    from peterrec.components.component import SequenceExampleGen, TaskExampleGen
+    from peterrec.components.component import InteractionExampleGen, TaskExampleGen
     from peterrec.components.ingest import IngestConfig
     from peterrec.components.vocabulary import Vocabulary
 
@@ -67,7 +67,7 @@ def test_task_example_gen_uses_the_vocabulary_artifact(tmp_path):
     interactions, gender_table = write_two_domain_data(root)
     base = IngestConfig(source_format="csv", source_path=interactions, max_len=6, domain="source",
                         max_reject_fraction=0.05)
-    gen = SequenceExampleGen(base)
+    gen = InteractionExampleGen(base)
     gender = TaskExampleGen(task_name="gender", kind="classification", vocabulary=gen.outputs["vocabulary"],
                             task_config=base, label_format="csv", label_path=gender_table, attribute="gender")
     cold = TaskExampleGen(task_name="cold_target", kind="cold_start", vocabulary=gen.outputs["vocabulary"],
@@ -86,7 +86,7 @@ def test_task_example_gen_uses_the_vocabulary_artifact(tmp_path):
     assert all(e.last_known_state == metadata_store_pb2.Execution.COMPLETE for e in executions.values())
     by_type = {t.id: t.name for t in store.get_execution_types()}
     by_name = {by_type[e.type_id]: e for e in executions.values()}
-    gen_execution = next(e for name, e in by_name.items() if name.endswith("SequenceExampleGen"))
+    gen_execution = next(e for name, e in by_name.items() if name.endswith("InteractionExampleGen"))
     item_artifact = outputs_of(store, gen_execution.id)["vocabulary"]
     items = Vocabulary.load(item_artifact.uri)
     assert all(token.startswith("s") for token in items.tokens), "only source-domain items in the item vocabulary"
@@ -94,7 +94,7 @@ def test_task_example_gen_uses_the_vocabulary_artifact(tmp_path):
     task_executions = [e for e in store.get_executions() if e.id != gen_execution.id]
     results = {}
     for execution in task_executions:
-        # The task consumed the Vocabulary artifact SequenceExampleGen published.
+        # The task consumed the Vocabulary artifact InteractionExampleGen published.
         inputs = [ev.artifact_id for ev in store.get_events_by_execution_ids([execution.id])
                   if ev.type == metadata_store_pb2.Event.INPUT]
         assert inputs == [item_artifact.id]

@@ -43,7 +43,7 @@ def _item_vocabulary(custom: Mapping[str, Any]) -> str:
     path = custom.get(ITEM_VOCABULARY_KEY) or custom.get("vocabulary")
     if not path:
         raise RunFnError(f"custom_config needs {ITEM_VOCABULARY_KEY!r}: the folder of the item vocabulary "
-                         "(the Vocabulary artifact of SequenceExampleGen)")
+                         "(the Vocabulary artifact of InteractionExampleGen)")
     return path
 
 
