@@ -4,7 +4,7 @@ Imported only by TFX code (the components, the pipeline, TFX trainers): the voca
 itself (``peterrec.components.vocabulary``) stays free of TFX.
 
 - ``Vocabulary`` (type ``peterrec.Vocabulary``): its uri is a folder holding
-  ``vocabulary.json`` (ARCHITECTURE.md contract 2); custom properties ``kind``,
+  ``vocabulary.json`` (docs/architecture.md contract 2); custom properties ``kind``,
   ``size`` and ``fingerprint`` repeat what the file says, so a consumer can check
   it has the vocabulary it expects without reading the file.
 - ``IngestRejects`` (type ``peterrec.IngestRejects``): its uri is the rejects folder

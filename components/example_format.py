@@ -1,4 +1,4 @@
-"""The sequence example: the TFRecord format every room reads (ARCHITECTURE.md contract 1).
+"""The sequence example: the TFRecord format every room reads (docs/architecture.md contract 1).
 
 Each record is a ``tf.train.Example`` with:
 

@@ -319,7 +319,7 @@ def _format_summary(summary: Any) -> str:
 
 # ------------------------------------------------------------------------ task examples
 
-# Task kinds as the Patch artifact names them (ARCHITECTURE.md contract 4), with the
+# Task kinds as the Patch artifact names them (docs/architecture.md contract 4), with the
 # names task_examples uses accepted as aliases.
 CLASSIFICATION = "classification"
 COLD_START = "cold_start"

@@ -1,4 +1,4 @@
-"""Reserved item ids, shared by every room (METHOD.md section 5, defect 1).
+"""Reserved item ids, shared by every room (docs/method.md section 5, defect 1).
 
 Padding, the cloze mask, the task token [TCL] and unknown items each have their own id,
 so that none of them is ever mistaken for another. Real items start at

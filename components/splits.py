@@ -1,6 +1,6 @@
 """Deterministic user-level splits: a user's split depends only on their id and a salt.
 
-No user is ever in two splits (METHOD.md section 5, defect 6), and the same user lands
+No user is ever in two splits (docs/method.md section 5, defect 6), and the same user lands
 in the same split in every run, on every machine and every Beam runner.
 """
 

@@ -1,6 +1,6 @@
 """Fine-tuning examples for PeterRec tasks, built with Beam like the ingestion.
 
-Two kinds of task (METHOD.md section 1):
+Two kinds of task (docs/method.md section 1):
 
 - ``run_attribute_task`` (``attribute_task``): user profile prediction. Each example is a
   user's source sequence plus a class ``label`` from an attribute table;

@@ -2,8 +2,8 @@
 
 One vocabulary is built over the source data and persisted; every later step (task
 examples, fine-tuning, serving) loads it and checks its fingerprint, so ids never line up
-"by luck" (METHOD.md section 5, defect 4). The same class serves the three kinds of
-vocabulary in ARCHITECTURE.md contract 2: item (reserved ids for padding, mask, [TCL],
+"by luck" (docs/method.md section 5, defect 4). The same class serves the three kinds of
+vocabulary in docs/architecture.md contract 2: item (reserved ids for padding, mask, [TCL],
 unknown), target item (padding only) and label (no reserved ids).
 
 File format (JSON, ``FORMAT_VERSION`` 1)::

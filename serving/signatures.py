@@ -1,4 +1,4 @@
-"""The signature contract of a served peterrec model (ARCHITECTURE.md contract 5).
+"""The signature contract of a served peterrec model (docs/architecture.md contract 5).
 
 One SavedModel version lives at ``MODEL_BASE/NAME/<version>/`` (``saved_model.pb``,
 ``variables/``, ``assets/``, ``assets.extra/``) and serves every task of one shared

@@ -81,7 +81,7 @@ def test_iak_adapter_identity_inference_and_kl():
 
 
 def _manual_block(block, patch, x):
-    """METHOD.md section 3 written out with the block's and patch's own sub-layers."""
+    """docs/method.md section 3 written out with the block's and patch's own sub-layers."""
     def pad(t, d):
         return tf.pad(t, [[0, 0], [2 * d, 0], [0, 0]])
     c1 = block.conv1(pad(x, block.dilations[0]))

@@ -1,4 +1,4 @@
-"""The trainer's two artifacts: the backbone export and the patch artifact (ARCHITECTURE.md 3, 4).
+"""The trainer's two artifacts: the backbone export and the patch artifact (docs/architecture.md contracts 3, 4).
 
 Backbone export (``export_backbone`` / ``load_backbone``), a folder::
 

@@ -1,6 +1,6 @@
 """The NextItNet backbone (causal dilated CNN) and its non-causal GRec-encoder variant.
 
-METHOD.md section 2. A residual block with conv dilations (r1, r2) computes::
+docs/method.md section 2. A residual block with conv dilations (r1, r2) computes::
 
     h = ReLU(LN1(Conv_{k,r1}(x)));  h = ReLU(LN2(Conv_{k,r2}(h)));  out = x + h
 

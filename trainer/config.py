@@ -5,7 +5,7 @@ Every config has ``to_dict()``/``from_dict()`` (JSON-friendly) and ``validate()`
 
 Dilations: ``BackboneConfig.dilations`` lists the dilation of every *conv layer*, two per
 residual block, in order. A block of dilation r holds convs of dilation r and 2r (NextItNet's
-"[1, 4] per block" notation, METHOD.md section 2). The default ``DEFAULT_DILATIONS`` is four blocks
+"[1, 4] per block" notation, docs/method.md section 2). The default ``DEFAULT_DILATIONS`` is four blocks
 with conv dilations (1, 2), (4, 8), (16, 32), (64, 128): a receptive field of 511 positions with
 kernel 3, so the default context of 200 items (and up to 500) is seen whole by the last position,
 at the cost of the paper's (1, 2, 4, 8) x 2, which sees 61.
@@ -140,7 +140,7 @@ class BackboneConfig:
 class AdapterConfig:
     """One task's adapters: a PeterRec model patch or an IAK adapter, and where it goes.
 
-    kind: "patch" (METHOD.md section 3) or "iak" (section 6); None = the strategy's kind
+    kind: "patch" (docs/method.md section 3) or "iak" (section 6); None = the strategy's kind
         (``STRATEGY_ADAPTER_FIELDS``), else "patch".
     placement: "serial" (after each conv) or "parallel" (beside each conv); None = the
         strategy's placement, else "serial".
@@ -195,7 +195,7 @@ class TaskConfig:
     adapter: the adapter config. An adapter strategy fixes some of its fields
         (``STRATEGY_ADAPTER_FIELDS``): leave them unset; a contradicting value is an error.
     train_layer_norm: patch strategies also train a task-owned copy of each block's second
-        LayerNorm (METHOD.md section 3); the shared backbone is never modified.
+        LayerNorm (docs/method.md section 3); the shared backbone is never modified.
     fine_last_convs: number of last conv layers trained by "fine-last" (1 or 2).
     head_hidden_units: optional hidden ReLU layer in the classification head (0 = linear).
     head_embedding_dim: cold start: width of the target-item table; 0 = the user-vector width,

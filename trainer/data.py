@@ -1,9 +1,9 @@
-"""tf.data input pipelines over the sequence examples (ARCHITECTURE.md contract 1).
+"""tf.data input pipelines over the sequence examples (docs/architecture.md contract 1).
 
 Every pipeline reads the GZIP TFRecords of one split in parallel, parses whole batches with
 ``example_format.feature_spec`` (list features come back ragged) and turns the item lists into
 a dense ``int32 [B, max_len]`` tensor that is LEFT-padded with ``PAD_ID`` and keeps the most
-recent ``max_len`` items (METHOD.md section 5, defect 2: the last position is always the last
+recent ``max_len`` items (docs/method.md section 5, defect 2: the last position is always the last
 real item). Three flavours:
 
 - pretraining (``kind=None``): ``{"item_ids"}``;

@@ -10,7 +10,7 @@ candidates), prints its trainable parameter count against fine-all's, and writes
     run_config.json       config, backbone fingerprint, task vocabulary fingerprint
     checkpoints/          a checkpoint per epoch (task variables, optimizer, epoch, early stopping)
     logs/                 TensorBoard train/ and validation/ scalars, the hparams session, history.jsonl
-    patch/                the patch artifact (ARCHITECTURE.md contract 4), unless patch_dir
+    patch/                the patch artifact (docs/architecture.md contract 4), unless patch_dir
     metrics.json          final metrics (test split if there is one, else eval), sizes, counts
 
 An interrupted run resumes from its last checkpoint, like pretraining.

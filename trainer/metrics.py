@@ -1,6 +1,6 @@
 """Ranking and classification metrics: Keras metric classes plus numpy reference functions.
 
-Ranking (METHOD.md section 4): the rank of the true item among the candidates is
+Ranking (docs/method.md section 4): the rank of the true item among the candidates is
 ``1 + #(candidates scoring above it) + #(other candidates scoring exactly as it)`` (ties count
 against the model, so a constant scorer does not look perfect). Then
 

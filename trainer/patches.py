@@ -1,10 +1,10 @@
 """Per-task adapters grafted into the frozen backbone: PeterRec model patches and IAK adapters.
 
-- ``ModelPatch`` (METHOD.md section 3): ``MP(x) = x + W_up . GELU(W_down . x + b1) + b2``;
+- ``ModelPatch`` (docs/method.md section 3): ``MP(x) = x + W_up . GELU(W_down . x + b1) + b2``;
   ``W_up`` and ``b2`` start at zero, so a patched network starts exactly at the pretrained
   function. This project computes the bottleneck in units of the input's scale (see
   "Scale-relative adapters" below).
-- ``IAKAdapter`` (METHOD.md section 6): a variational information-bottleneck adapter.
+- ``IAKAdapter`` (docs/method.md section 6): a variational information-bottleneck adapter.
 - ``BlockPatch``: the two adapters of one residual block and optionally a task-owned copy of
   the block's second LayerNorm; ``SerialBlockPatch`` and ``ParallelBlockPatch`` place them.
 - ``PatchSet``: one BlockPatch per block, i.e. all of one task's patches.
@@ -108,7 +108,7 @@ class ModelPatch(keras.layers.Layer):
 class IAKAdapter(keras.layers.Layer):
     """Information-aware adaptive kernel: THIS PROJECT'S READING of Jiang et al. (WWW 2025).
 
-    The paper's equations are not public (METHOD.md section 6); what is known is that IAK is a
+    The paper's equations are not public (docs/method.md section 6); what is known is that IAK is a
     plug-and-play encoder-decoder trained via a Gaussian approximation, explained by the
     information bottleneck as knowledge compression followed by knowledge matching. We read it
     as a variational information-bottleneck adapter at the model-patch insertion points:

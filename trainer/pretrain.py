@@ -23,7 +23,7 @@ It writes, under ``output_dir``::
     checkpoints/best/     the weights of the best epoch on the monitored eval metric
     logs/                 TensorBoard: train/ and validation/ scalars, the hparams session, projector/
     logs/history.jsonl    one line per epoch
-    export/               the backbone export (ARCHITECTURE.md contract 3), unless export_dir
+    export/               the backbone export (docs/architecture.md contract 3), unless export_dir
     metrics.json          the final evaluation
 
 An interrupted run started again with the same ``output_dir`` resumes from its last checkpoint

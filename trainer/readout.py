@@ -4,7 +4,7 @@
   sequence (after the most recent item) and the hidden state at that last position is read.
   The [TCL] token never occurs in pretraining, so an id-based [TCL] row of the item table
   carries nothing learned (and in the original code it was the frozen padding row): here it is
-  a parameter of the task (METHOD.md section 3). A causal network reads the whole history at
+  a parameter of the task (docs/method.md section 3). A causal network reads the whole history at
   the last position; putting [TCL] first would see nothing.
 - "mean": the mean of the hidden states over the real (non-padding) item positions.
 - "tcl+mean": both, concatenated ([B, 2d]).

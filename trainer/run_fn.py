@@ -11,7 +11,7 @@ What each reads from ``fn_args`` (``tfx.components.trainer.fn_args_utils.FnArgs`
     ``base_model``. (``"vocabulary"`` is accepted for ``"item_vocabulary"``.)
 - ``base_model`` (fine-tuning): the pretraining Trainer's Model, i.e. the backbone export;
 - ``serving_model_dir``: receives the backbone export (pretraining) or the patch artifact
-  (fine-tuning), so the Model artifact is exactly ARCHITECTURE.md contract 3 or 4;
+  (fine-tuning), so the Model artifact is exactly docs/architecture.md contract 3 or 4;
 - ``model_run_dir``: checkpoints, TensorBoard logs, metrics.json;
 - ``train_steps``: when set (and the config has no ``steps_per_epoch``), the total number of
   training steps, spread evenly over the configured epochs.

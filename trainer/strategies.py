@@ -12,7 +12,7 @@
 | fine-all            | task-owned copy, all trainable           | the whole copy, [TCL], head              |
 
 The shared backbone is never modified by a task: fine-all and fine-last train a copy (made with
-``NextItNetBackbone.clone``), and the "second LayerNorm" option (METHOD.md section 3) trains a
+``NextItNetBackbone.clone``), and the "second LayerNorm" option (docs/method.md section 3) trains a
 task-owned copy of each block's LN2 held in the task's BlockPatch. The pretraining output layer
 (``item_scorer``) is not part of any task and is never trained by one.
 

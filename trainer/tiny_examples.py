@@ -1,6 +1,6 @@
 """Tiny generated sequence examples for the trainer's tests, smoke runs and docs.
 
-Writes an Examples layout (``Split-<name>/`` GZIP TFRecords, ARCHITECTURE.md contract 1) and
+Writes an Examples layout (``Split-<name>/`` GZIP TFRecords, docs/architecture.md contract 1) and
 the vocabularies (contract 2) straight from ``peterrec.components`` contracts, with no
 dependency on the ingestion code. The data has a latent user profile, so every task is
 learnable from the sequences alone:
