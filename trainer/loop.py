@@ -11,6 +11,8 @@ from peterrec.components.vocabulary import Vocabulary, VocabularyError, Vocabula
 RUN_CONFIG_FILE = "run_config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.jsonl"
+# How the input pipeline names a task's ids in its out-of-range messages (data.check_ids_below).
+TASK_ID_KINDS = ("label id", "target item id")
 
 
 class RunMismatchError(ValueError):
@@ -80,6 +82,11 @@ def vocabulary_errors_explained(vocabulary: Vocabulary):
         if "another vocabulary" not in str(error):
             raise
         first_line = next((line for line in str(error).splitlines() if "another vocabulary" in line), str(error))
+        if any(what in first_line for what in TASK_ID_KINDS):
+            raise VocabularyMismatchError(
+                f"the examples hold more classes or target items than the task has outputs ({first_line.strip()}): "
+                "give the task's own vocabulary (peterrec finetune --task-vocabulary DIR, the label or target "
+                "vocabulary that task-examples wrote), which sets the number of outputs") from None
         raise VocabularyMismatchError(
             f"the examples do not fit the vocabulary {vocabulary.fingerprint[:16]}... ({len(vocabulary)} ids): "
             f"{first_line.strip()}") from None
