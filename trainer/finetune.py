@@ -42,9 +42,10 @@ class FinetuneConfig:
     ``task_vocabulary`` (the label or target vocabulary folder), ``task.num_outputs`` is set to
     its size. item_vocabulary: the item vocabulary the task examples were built with; checked
     against the backbone's. monitor: eval metric for early stopping and the best epoch (default
-    ``DEFAULT_MONITORS``: val_loss for classification, val_mrr@5 for cold start). lr_schedule: "constant", or "cosine" (decays from
-    ``learning_rate`` to ``LR_FLOOR`` of it over all the run's steps, which steadies the last
-    epochs that early stopping compares). Other fields as in PretrainConfig.
+    ``DEFAULT_MONITORS``: val_loss for classification, val_mrr@5 for cold start).
+    lr_schedule: "constant", or "cosine" (decays from ``learning_rate`` to ``LR_FLOOR`` of it
+    over all the run's steps, which steadies the last epochs that early stopping compares).
+    Other fields as in PretrainConfig.
     """
 
     task: TaskConfig
