@@ -45,8 +45,9 @@ def next_version(model_base: str) -> int:
     return max(numbers, default=0) + 1
 
 
-def _publish(staging: str, model_base: str, attempts: int = 20) -> Tuple[int, str]:
-    """Renames the finished staging folder to the next free version number."""
+def publish_version(staging: str, model_base: str, attempts: int = 20) -> Tuple[int, str]:
+    """Renames a finished staging folder to the next free version number under ``model_base``
+    (retrying when another export takes that number first); returns (version, its path)."""
     for _ in range(attempts):
         version = next_version(model_base)
         target = os.path.join(model_base, str(version))
@@ -130,7 +131,7 @@ def save_version(module: ServingModule, concrete: Dict[str, object], model_base:
             requests = warmup_module.contract_warmup_requests(os.path.basename(model_base), sorted(concrete),
                                                               warmup_items)
             warmup_module.write_warmup_requests(staging, requests)
-        return _publish(staging, model_base)
+        return publish_version(staging, model_base)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

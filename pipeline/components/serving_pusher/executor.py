@@ -62,7 +62,7 @@ def _push_local(model_path: str, base: str, label):
     staging = tempfile.mkdtemp(prefix=".push-", dir=base)
     try:
         io_utils.copy_dir(model_path, staging)
-        version, serving_path = assembly._publish(staging, base)  # pylint: disable=protected-access
+        version, serving_path = assembly.publish_version(staging, base)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
