@@ -1,5 +1,7 @@
 """TensorBoard on a training run's logs: started on a free loopback port, read through its
-scalars API (the runs, the tags, one point per epoch); and the ``peterrec tensorboard`` command."""
+scalars API (the runs, the tags, one point per epoch) and its projector API (the item
+embeddings); and the ``peterrec tensorboard`` command. tests/test_tensorboard_browser.py looks
+at the same views in a browser."""
 
 import pytest
 
@@ -34,6 +36,10 @@ def test_tensorboard_serves_the_scalars_of_a_training_run(training_logs):
         assert all(value > 0 for _, _, value in points)
         validation_metrics = [tag for tag in tags["validation"] if "ndcg" in tag or "hr" in tag]
         assert validation_metrics, tags["validation"]
+        assert board.get("/data/plugin/projector/runs") == ["projector"]
+        [embedding] = board.get("/data/plugin/projector/info", {"run": "projector"})["embeddings"]
+        assert embedding["tensorName"] == "item_embedding/.ATTRIBUTES/VARIABLE_VALUE"
+        assert embedding["tensorShape"][1] == 8
         process = board.process
     assert process.poll() is not None, "the TensorBoard process is stopped on exit"
 
