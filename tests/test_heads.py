@@ -45,15 +45,15 @@ def test_cold_start_head_with_a_projection():
     assert ColdStartHead.from_config(head.get_config()).embedding_dim == 3
 
 
-def test_cold_start_sampled_loss_ignores_padding_targets():
+def test_cold_start_unigram_loss_ignores_padding_targets():
     keras.utils.set_random_seed(0)
     head = ColdStartHead(50)
     u = tf.random.normal([3, 4])
     head(u)
-    with_padding = head.sampled_loss(u, tf.constant([[5, 0], [7, 9], [11, 0]]), num_sampled=10, seed=1)
+    with_padding = head.unigram_loss(u, tf.constant([[5, 0], [7, 9], [11, 0]]), num_sampled=10, seed=1)
     assert np.isfinite(float(with_padding)) and float(with_padding) > 0
     # Unsampled check of the padding rule: only padding -> zero pairs -> zero loss, not NaN.
-    assert float(head.sampled_loss(u, tf.zeros([3, 2], tf.int32), num_sampled=10)) == 0.0
+    assert float(head.unigram_loss(u, tf.zeros([3, 2], tf.int32), num_sampled=10)) == 0.0
 
 
 def _hidden_and_mask():

@@ -128,7 +128,7 @@ def register(subparsers) -> None:
     finetune.add_argument("--fine-last-convs", type=int, choices=(1, 2), default=2,
                           help="fine-last: how many last conv layers train (default 2)")
     finetune.add_argument("--head-hidden-units", type=int, default=0, help="hidden ReLU units in the class head")
-    finetune.add_argument("--softmax", choices=("full", "sampled", "in_batch"), default="full", help="cold-start loss")
+    finetune.add_argument("--softmax", choices=("full", "sampled"), default="full", help="cold-start softmax")
     finetune.add_argument("--num-sampled", type=int, default=100, help="cold-start sampled-softmax negatives")
     _add_loop_arguments(finetune, _config_defaults("finetune"))
     finetune.set_defaults(handler=_finetune)

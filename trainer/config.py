@@ -47,9 +47,9 @@ STRATEGY_ADAPTER_FIELDS = {
 }
 DEFAULT_ADAPTER_KIND = "patch"
 DEFAULT_PLACEMENT = "serial"
-# Cold-start training softmax: "full" over all targets; "sampled": frequency-aware unigram
-# negatives (TF core); "in_batch": the batch's other targets as negatives (TFRS Retrieval).
-SOFTMAX_KINDS = ("full", "sampled", "in_batch")
+# Cold-start training softmax: "full" over all targets; "sampled": the batch's other targets as
+# negatives, log-Q corrected (TFRS Retrieval; it replaced a unigram sampler: ColdStartHead).
+SOFTMAX_KINDS = ("full", "sampled")
 DEFAULT_DILATIONS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 

@@ -3,9 +3,10 @@
 - ``ClassificationHead``: logits over ALL classes (a full softmax; the original code scored a
   few random wrong classes, which inflates accuracy: METHOD.md section 5, defect 7).
 - ``ColdStartHead``: a new target-item embedding table ``E_t``; ``logits = u . E_t^T + b``,
-  full softmax by default; as options, a sampled softmax (frequency-aware unigram negatives,
-  log-Q corrected, ``sampled_loss``) or TFRS's in-batch softmax (``tasks.Retrieval``: the
-  batch's other targets as negatives, log-Q corrected, ``in_batch_loss``).
+  full softmax by default; ``softmax="sampled"`` trains with TFRS's in-batch softmax
+  (``tasks.Retrieval``: the batch's other targets as negatives, log-Q corrected,
+  ``sampled_loss`` = ``in_batch_loss``). ``unigram_loss`` keeps the former sampled softmax
+  (frequency-aware negatives from the whole vocabulary) as the benchmark's baseline.
 """
 
 from typing import Optional, Sequence
@@ -23,6 +24,18 @@ from peterrec.components import ids
 _no_autograph = tf.autograph.experimental.do_not_convert
 
 _NEG = -1e9
+
+
+@tf.function(autograph=True, reduce_retracing=True)
+def _retrieval_loss(queries, candidates, probability, candidate_ids):
+    """Summed TFRS in-batch softmax loss (log-Q corrected, accidental hits removed). A
+    tf.function that AutoGraph converts: ``Retrieval.call`` takes ``len()`` of a shape tensor,
+    which fails in our unconverted train steps (``_no_autograph``)."""
+    import tensorflow_recommenders as tfrs
+
+    retrieval = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+    return retrieval(queries, candidates, candidate_sampling_probability=probability, candidate_ids=candidate_ids,
+                     compute_metrics=False, compute_batch_metrics=False)
 
 
 class ClassificationHead(keras.layers.Layer):
@@ -120,20 +133,24 @@ class ColdStartHead(keras.layers.Layer):
         return list(target_counts)
 
     @_no_autograph
-    def training_loss(self, user_vectors, target_ids, softmax: str, num_sampled: int = 100,
-                      target_counts: Optional[Sequence[float]] = None):
-        """The training loss of a non-full softmax kind: "sampled" (``sampled_loss``) or
-        "in_batch" (``in_batch_loss``; ``num_sampled`` unused)."""
-        if softmax == "sampled":
-            return self.sampled_loss(user_vectors, target_ids, num_sampled, target_counts)
-        if softmax == "in_batch":
-            return self.in_batch_loss(user_vectors, target_ids, target_counts)
-        raise ValueError(f"training_loss covers softmax 'sampled' or 'in_batch', got {softmax!r}")
-
-    @_no_autograph
     def sampled_loss(self, user_vectors, target_ids, num_sampled: int = 100,
                      target_counts: Optional[Sequence[float]] = None, seed: Optional[int] = None):
-        """Mean sampled-softmax loss over the (user, target) pairs whose target is not padding.
+        """The sampled cold-start training loss (``softmax="sampled"``): ``in_batch_loss``.
+
+        TFRS's in-batch softmax replaced our unigram-sampled one here (``unigram_loss``): it
+        ranked better at the same settings (benchmarks/tfrs_compare.py; docs/architecture.md,
+        Design decisions). ``num_sampled`` and ``seed`` are unused (the negatives are the
+        batch's targets); they stay for the unigram version's callers.
+        """
+        del num_sampled, seed
+        return self.in_batch_loss(user_vectors, target_ids, target_counts)
+
+    @_no_autograph
+    def unigram_loss(self, user_vectors, target_ids, num_sampled: int = 100,
+                     target_counts: Optional[Sequence[float]] = None, seed: Optional[int] = None):
+        """Mean sampled-softmax loss over the (user, target) pairs whose target is not padding,
+        with ``num_sampled`` negatives from the whole target vocabulary (the cold-start sampled
+        softmax before TFRS; kept as the baseline of benchmarks/tfrs_compare.py).
 
         target_ids: [B] or [B, Tt] (padded with 0). Negatives come from the frequency-aware
         unigram sampler over ``target_counts`` (one per target id; reserved ids get 0) when given,
@@ -150,15 +167,14 @@ class ColdStartHead(keras.layers.Layer):
         """Mean in-batch softmax loss (TFRS ``tasks.Retrieval``) over the non-padding pairs.
 
         Each (user, target) pair of the batch is one query; the candidates are the batch's
-        targets. A logit is ``u . e_j + b_j - log q_j`` where ``q_j`` is the chance that item
-        j is among the batch's N targets when targets are drawn by ``target_counts`` (else
-        uniformly): ``1 - (1 - p_j)^N``. This is the inclusion probability rather than
-        ``p_j`` itself: the two differ by a near-constant factor for rare items (softmax
-        ignores it), but TFRS clips q at 1e-6, which ``p_j`` of a large vocabulary would
-        reach. Other pairs with the same target id are removed (accidental hits).
+        targets, repeats included (as draws of the frequency sampler would be). A logit is
+        ``u . e_j + b_j - log q_j`` with ``q_j`` proportional to item j's share of the pairs
+        (``target_counts``, else uniform): the log-Q correction of sampled softmax. ``q_j`` is
+        divided by the largest share, which softmax ignores (one constant for every logit),
+        because TFRS clips q to [1e-6, 1]: so only items a million times rarer than the most
+        frequent one are clipped, however large the vocabulary. Other pairs with the same
+        target id are removed (accidental hits).
         """
-        import tensorflow_recommenders as tfrs
-
         from peterrec.trainer.objectives import frequency_unigrams
 
         users, targets = self._pairs(user_vectors, target_ids)
@@ -167,15 +183,11 @@ class ColdStartHead(keras.layers.Layer):
         candidates = tf.concat([tf.gather(self.item_embeddings, targets),
                                 tf.gather(self.item_bias, targets)[:, tf.newaxis]], axis=1)
         counts = np.asarray(frequency_unigrams(self._counts(target_counts), self.num_reserved), np.float64)
-        log_not_drawn = tf.gather(tf.constant(np.log1p(-counts / counts.sum()), users.dtype), targets)
+        probability = tf.gather(tf.constant(counts / counts.max(), users.dtype), targets)
         pairs = tf.cast(tf.size(targets), users.dtype)
-        probability = -tf.math.expm1(pairs * log_not_drawn)
-        retrieval = tfrs.tasks.Retrieval(remove_accidental_hits=True)
 
         def mean_loss():
-            total = retrieval(queries, candidates, candidate_sampling_probability=probability,
-                              candidate_ids=targets, compute_metrics=False, compute_batch_metrics=False)
-            return total / pairs
+            return _retrieval_loss(queries, candidates, probability, targets) / pairs
 
         # TFRS's accidental-hit removal fails on zero pairs (an argmax over an empty axis).
         return tf.cond(pairs > 0, mean_loss, lambda: tf.zeros([], users.dtype))
