@@ -1,4 +1,5 @@
-# Entry points for a fresh machine with Python 3.10 (see README.md).
+# Entry points for a fresh machine with Python 3.10 (see README.md). The test targets also
+# install Debian's Chromium (tools/install_chromium.sh) for the TensorBoard browser test.
 # `make demo` and `make test` set everything up themselves.
 
 SHELL := /bin/bash
@@ -31,6 +32,7 @@ demo: setup
 	$(VENV)/bin/peterrec demo --output $(DEMO_DIR)
 
 test: setup
+	bash tools/install_chromium.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) bazel-test
 
@@ -38,6 +40,7 @@ test-slow: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m slow
 
 test-all: setup
+	bash tools/install_chromium.sh
 	$(PY) -m pytest -q -p no:cacheprovider -m ''
 
 bazel-test: setup

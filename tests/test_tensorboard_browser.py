@@ -13,7 +13,7 @@ which ``--dump-dom`` does not print. For each view the test checks two things:
   series, the hparams session groups, the projector's tensor and its labels.
 
 Chromium is Debian's ``chromium`` (``tools/install_chromium.sh`` installs it); without it the
-test is skipped. Marked slow (``make test-slow``).
+test is skipped; ``make test`` installs it first, so CI runs the test.
 """
 
 import base64
@@ -29,9 +29,8 @@ import urllib.request
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# slow: a tiny pretraining run and two TensorBoard processes, about 75 s of CPU (make test-slow).
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: run tools/install_chromium.sh")]
+# A tiny pretraining run and two TensorBoard processes: about 75 s of CPU (tagged heavy in tests/BUILD).
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: run tools/install_chromium.sh")]
 websocket = pytest.importorskip("websocket", reason="websocket-client (in requirements/lock.txt) is not installed")
 
 RUN_DIR = os.path.join("Trainer", "model_run", "1")  # where a TFX Trainer puts a run under the pipeline root
