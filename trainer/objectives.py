@@ -8,7 +8,9 @@
   negatives come from a frequency-aware unigram sampler over the vocabulary counts
   (``tf.random.fixed_unigram_candidate_sampler``) with the log-Q correction of
   ``tf.nn.sampled_softmax_loss`` (each logit minus the log of its expected sample count).
-  Reserved ids have count 0, so they are never sampled.
+  Reserved ids have count 0, so they are never sampled. This stays TF core: TFRS 0.7.7 has
+  no sampler over the whole vocabulary (its ``tasks.Retrieval`` takes the batch's candidates
+  as negatives; the cold-start head uses it, ``ColdStartHead.in_batch_loss``).
 - ``PretrainingModel``: backbone + objective, usable with ``compile``/``fit``/``evaluate``;
   evaluation reports next-item HR@10/NDCG@10 of the last real item by full ranking.
 - ``classification_loss`` / ``cold_start_loss``: the task losses used by ``TaskModel``.
