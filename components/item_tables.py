@@ -1,11 +1,13 @@
-"""Item tables: each MovieLens movie gets a domain by a ``DOMAIN_RULES`` rule on its genres.
+"""Item tables: each MovieLens movie gets a domain by a ``DOMAIN_RULES`` rule on its genres, and its title.
 
 A domain rule splits items into a ``source`` and a ``target`` domain (cold-start tasks,
 pretraining on source items only); generic CSVs and PeterRec CSVs carry their domains on
-the interaction lines instead.
+the interaction lines instead, and have no item table (so no titles). Read without a rule
+(``rule=None``) an item table gives titles only: they label the items in TensorBoard's
+projector (``vocabulary.TITLES_FILENAME``).
 """
 
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from peterrec.components.line_format import LineFormat, parse_numeric_id
 from peterrec.components.records import MALFORMED_ITEM_LINE, MALFORMED_LINE, BadLine, IngestError, ItemRecord
@@ -25,12 +27,17 @@ DOMAIN_RULES: Dict[str, Callable[[Sequence[str]], str]] = {"movielens-genre": mo
 
 
 class _ItemFormat(LineFormat):
-    """Base of item tables: ``rule`` maps an item's genres to its domain."""
+    """Base of item tables: ``rule`` maps an item's genres to its domain (``None``: no domains)."""
 
-    def __init__(self, rule: str):
-        if rule not in DOMAIN_RULES:
+    def __init__(self, rule: Optional[str] = None):
+        if rule is not None and rule not in DOMAIN_RULES:
             raise IngestError(f"unknown domain rule {rule!r}; known rules: {sorted(DOMAIN_RULES)}")
-        self.rule = DOMAIN_RULES[rule]
+        self.rule = DOMAIN_RULES[rule] if rule is not None else None
+
+    def record(self, item_field: str, title: str, genres: Sequence[str]) -> List[ItemRecord]:
+        """The line's record: canonical item id, the rule's domain, the title (``None`` if blank)."""
+        domain = self.rule(genres) if self.rule is not None else None
+        return [ItemRecord(parse_numeric_id(item_field, "item id"), domain, title.strip() or None)]
 
     def parse_raw(self, raw, source, line_number):
         records, reject = super().parse_raw(raw, source, line_number)
@@ -52,7 +59,7 @@ class MovieLens1MMovies(_ItemFormat):
         if len(fields) < 3:
             raise BadLine(MALFORMED_LINE, f"expected 3 fields separated by '::', found {len(fields)}")
         genres = [g.strip() for g in fields[-1].split("|") if g.strip()]
-        return [ItemRecord(parse_numeric_id(fields[0], "item id"), self.rule(genres))]
+        return self.record(fields[0], "::".join(fields[1:-1]), genres)
 
 
 class MovieLens100KItems(_ItemFormat):
@@ -69,5 +76,6 @@ class MovieLens100KItems(_ItemFormat):
                           f"expected {5 + len(ML100K_GENRES)} fields separated by '|', found {len(fields)}")
         flags = fields[-len(ML100K_GENRES):]
         genres = [g for g, flag in zip(ML100K_GENRES, flags) if flag.strip() == "1"]
-        return [ItemRecord(parse_numeric_id(fields[0], "item id"), self.rule(genres))]
+        # A title holding '|' spans several fields: everything between the id and the 3 date/url fields.
+        return self.record(fields[0], "|".join(fields[1:len(fields) - len(ML100K_GENRES) - 3]), genres)
 

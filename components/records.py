@@ -68,10 +68,15 @@ class LabelRecord(NamedTuple):
 
 
 class ItemRecord(NamedTuple):
-    """One item's domain read from an item table (e.g. MovieLens genres)."""
+    """One item of an item table (e.g. MovieLens movies): its domain and its title.
+
+    ``domain`` comes from a domain rule on the item's genres (``None`` when the table is
+    read without a rule, for its titles only); ``title`` is ``None`` when the line has none.
+    """
 
     item: str
-    domain: str
+    domain: Optional[str]
+    title: Optional[str] = None
 
 
 class Reject(NamedTuple):

@@ -275,8 +275,8 @@ def test_movielens_item_tables_and_genre_rule(tmp_path):
                                   "4::Drama Action::Drama|Action\n"
                                   "broken line\n")
     records, rejects = _read(readers.item_format("movielens-1m", "movielens-genre"), folder)
-    assert records == [ItemRecord("1", "source"), ItemRecord("2", "target"), ItemRecord("3", "target"),
-                       ItemRecord("4", "source")]
+    assert records == [ItemRecord("1", "source", "Toy Story (1995)"), ItemRecord("2", "target", "Heat (1995)"),
+                       ItemRecord("3", "target", "Alien: Director's Cut"), ItemRecord("4", "source", "Drama Action")]
     assert [(r.reason, r.line_number) for r in rejects] == [(MALFORMED_ITEM_LINE, 5)]
     flags = ["0"] * len(item_tables.ML100K_GENRES)
     horror = list(flags)
@@ -288,9 +288,30 @@ def test_movielens_item_tables_and_genre_rule(tmp_path):
     _write(small / "u.item", "1|Scream|01-Jan-1996||http://x|" + "|".join(horror) + "\n"
                              "2|Clerks|01-Jan-1994||http://y|" + "|".join(comedy) + "\n")
     records, _ = _read(readers.item_format("movielens-100k", "movielens-genre"), small)
-    assert records == [ItemRecord("1", "target"), ItemRecord("2", "source")]
+    assert records == [ItemRecord("1", "target", "Scream"), ItemRecord("2", "source", "Clerks")]
     with pytest.raises(IngestError, match="needs an item table"):
         readers.item_format("csv", "movielens-genre")
+
+
+def test_item_tables_read_without_a_rule_give_titles_only(tmp_path):
+    """Titles survive odd characters: '::' or '|' inside a title, latin-1 accents, blank titles."""
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    _write(folder / "movies.dat", "1::Cit\xe9 des enfants perdus, La (1995)::Adventure|Sci-Fi\n"
+                                  "2::Part::Two (1999)::Drama\n"
+                                  "3:: ::Comedy\n".encode("latin-1"))
+    records, rejects = _read(item_tables.MovieLens1MMovies(None), folder)
+    assert rejects == []
+    assert records == [ItemRecord("1", None, "Cit\xe9 des enfants perdus, La (1995)"),
+                       ItemRecord("2", None, "Part::Two (1999)"), ItemRecord("3", None, None)]
+    flags = "|".join(["0"] * len(item_tables.ML100K_GENRES))
+    small = tmp_path / "ml-100k"
+    small.mkdir()
+    _write(small / "u.item", f"7|Pipe | Dream (1997)|01-Jan-1997||http://z|{flags}\n")
+    records, _ = _read(item_tables.MovieLens100KItems(None), small)
+    assert records == [ItemRecord("7", None, "Pipe | Dream (1997)")]
+    with pytest.raises(IngestError, match="unknown domain rule"):
+        item_tables.MovieLens1MMovies("by-genre")
 
 
 def test_unknown_formats_are_clear_errors():
