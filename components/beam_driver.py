@@ -11,7 +11,8 @@
    interactions into one ``UserHistory`` per user; ``collect`` and ``add_stats`` keep every
    step's rejects and counters;
 3. ``vocabulary`` builds a vocabulary over the tokens of a collection (or takes a given
-   one) and writes it;
+   one) and writes it; ``item_titles`` writes the titles of an item vocabulary's items
+   next to it when the source has an item table (MovieLens);
 4. ``finish`` writes the examples, the rejects and the counters, runs the pipeline to the
    end, and returns the summed counters and the wall time.
 
@@ -26,9 +27,9 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from peterrec.components import beam_options, readers
 from peterrec.components.ingest_config import IngestConfig, item_table
-from peterrec.components.records import IngestError
-from peterrec.components.source_chunks import SourceFile
-from peterrec.components.vocabulary import FILENAME, Vocabulary
+from peterrec.components.records import IngestError, ItemRecord
+from peterrec.components.source_chunks import SourceFile, companion_path, match_files
+from peterrec.components.vocabulary import FILENAME, TITLES_FILENAME, Vocabulary, write_item_titles
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,31 @@ def combine_histories(interactions, config: IngestConfig, limits: Dict[str, Opti
     return (interactions
             | "LatestPerUser" >> beam.CombinePerKey(combine)
             | "ToHistory" >> beam.Map(beam_steps.to_history, config.split_fractions, config.split_salt))
+
+
+def title_table(config: IngestConfig) -> Tuple[Optional[readers.LineFormat], Optional[str]]:
+    """(item-table format, path) holding the source's item titles, or (None, None) when it has none.
+
+    Only MovieLens sources have item tables (``readers.ITEM_FORMATS``); a MovieLens folder
+    without its ``movies.dat`` / ``u.item`` simply has no titles.
+    """
+    make = readers.ITEM_FORMATS.get(config.source_format)
+    if make is None:
+        return None, None
+    fmt = make(None)
+    path = companion_path(config.source_path, fmt.default_file)
+    return (fmt, path) if match_files(path) else (None, None)
+
+
+def _titles_of_table(path: str, fmt: readers.LineFormat):
+    """``(item, title)`` of an item table's lines that have a title.
+
+    Bad lines only lack a title here: a domain rule's read of the same table rejects and
+    counts them, and without a rule the table is not part of the run's accounting.
+    """
+    for record in readers.read_records(fmt, path, "item table"):
+        if isinstance(record, ItemRecord) and record.title:
+            yield record.item, record.title
 
 
 def _rare_token_stats(token_count, min_count: int, kind: str) -> Dict[str, int]:
@@ -185,6 +211,26 @@ class BeamRun:
         beam_steps.write_single_file(built | f"{name}VocabularyJson" >> beam.Map(_vocabulary_json),
                                      os.path.join(directory, FILENAME), f"Write{name}Vocabulary")
         return built
+
+    def item_titles(self, config: IngestConfig, directory: str, vocabulary) -> None:
+        """Writes ``TITLES_FILENAME`` for the items of ``vocabulary`` (a one-element collection of one Vocabulary).
+
+        Titles come from the source's item table (``title_table``); nothing is written for a
+        source without titles, and a previous run's titles file in ``directory`` is removed.
+        """
+        import apache_beam as beam
+        from apache_beam.io.filesystems import FileSystems
+
+        stale = [path for path, _ in match_files(os.path.join(directory, TITLES_FILENAME))]
+        if stale:
+            FileSystems.delete(stale)
+        fmt, path = title_table(config)
+        if fmt is None:
+            return
+        titles = (self.pipeline
+                  | "ItemTitleTable" >> beam.Create([path])
+                  | "ReadItemTitles" >> beam.FlatMap(_titles_of_table, fmt))
+        _ = vocabulary | "WriteItemTitles" >> beam.Map(write_item_titles, beam.pvalue.AsDict(titles), directory)
 
     def finish(self, examples, examples_dir: str, config: IngestConfig, rejects_dir: str,
                label: str) -> Tuple[Dict[str, int], float]:

@@ -13,7 +13,10 @@ and writes:
 
 - ``examples_dir/Split-<name>/data_tfrecord-*.gz``: GZIP TFRecords of ``tf.train.Example``
   in ``example_format`` (``user_id``, ``item_ids``, ``timestamps``);
-- ``vocabulary_dir/vocabulary.json``: the ``Vocabulary`` artifact;
+- ``vocabulary_dir/vocabulary.json``: the ``Vocabulary`` artifact, and next to it
+  ``item_titles.tsv`` (token<TAB>title per vocabulary item, in id order) when the source
+  has an item table with titles (MovieLens ``movies.dat`` / ``u.item``): TensorBoard's
+  projector labels the pretrained item embeddings with them;
 - ``rejects_dir/rejects-*.jsonl``: one JSON line per reject (reason, source file, line
   number, the offending line, detail), and ``rejects_dir/summary.json``.
 
@@ -99,6 +102,7 @@ def run_ingestion(config: IngestConfig, examples_dir: str, vocabulary_dir: str, 
     # hides an item from the vocabulary.
     items = run.vocabulary("item", vocabulary_dir, given=vocabulary, min_count=config.min_item_count,
                            tokens=lambda: interactions | "DomainItems" >> beam.FlatMap(_item_of_domain, domain))
+    run.item_titles(config, vocabulary_dir, items)
     encoded = routed["histories"] | "Encode" >> beam.FlatMap(
         _encode_history, beam.pvalue.AsSingleton(items)).with_outputs(beam_steps.STATS, main="examples")
     run.add_stats(encoded[beam_steps.STATS])

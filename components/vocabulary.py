@@ -1,4 +1,4 @@
-"""The vocabulary artifact: token <-> id with counts, ids sorted by frequency, fingerprinted.
+r"""The vocabulary artifact: token <-> id with counts, ids sorted by frequency, fingerprinted.
 
 One vocabulary is built over the source data and persisted; every later step (task
 examples, fine-tuning, serving) loads it and checks its fingerprint, so ids never line up
@@ -12,11 +12,18 @@ File format (JSON, ``FORMAT_VERSION`` 1)::
      "tokens": [...], "counts": [...], "fingerprint": "sha256 hex"}
 
 ``tokens`` and ``counts`` list the non-reserved entries in id order.
+
+Next to an item vocabulary the ingestion writes ``item_titles.tsv`` when the source has
+titles (MovieLens item tables): ``token<TAB>title``, one line per vocabulary item with a
+title, in id order, backslash, tab, newline and carriage return escaped as ``\\``,
+``\t``, ``\n``, ``\r``. It travels in the same folder (the Vocabulary artifact) and only
+labels items (TensorBoard's projector); it is not part of the fingerprint.
 """
 
 import hashlib
 import json
 import os
+import re
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from peterrec.components import ids
@@ -24,6 +31,7 @@ from peterrec.components.records import IngestError
 
 FORMAT_VERSION = 1
 FILENAME = "vocabulary.json"
+TITLES_FILENAME = "item_titles.tsv"
 
 KIND_RESERVED = {
     "item": ids.ITEM_RESERVED_TOKENS,
@@ -234,3 +242,61 @@ def load_vocabulary(path: str) -> Vocabulary:
         except ValueError as error:
             raise VocabularyError(f"{path}: not valid JSON ({error})") from error
     return Vocabulary.from_json_dict(data, source=path)
+
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {escaped[1]: plain for plain, escaped in _ESCAPES.items()}
+
+
+def _escape_field(text: str) -> str:
+    return "".join(_ESCAPES.get(char, char) for char in text)
+
+
+def _unescape_field(text: str) -> str:
+    return re.sub(r"\\(.)", lambda match: _UNESCAPES.get(match.group(1), match.group(0)), text)
+
+
+def item_titles_tsv(vocabulary: Vocabulary, titles: Mapping[str, str]) -> str:
+    """The text of ``TITLES_FILENAME``: the vocabulary's items that have a title, in id order ("" if none)."""
+    return "".join(f"{_escape_field(token)}\t{_escape_field(titles[token])}\n"
+                   for token in vocabulary.tokens if titles.get(token))
+
+
+def write_item_titles(vocabulary: Vocabulary, titles: Mapping[str, str], directory: str) -> Optional[str]:
+    """Writes ``TITLES_FILENAME`` into ``directory`` through Beam's file systems; returns its path.
+
+    Nothing is written (and ``None`` returned) when no item of the vocabulary has a title.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    text = item_titles_tsv(vocabulary, titles)
+    if not text:
+        return None
+    path = os.path.join(directory, TITLES_FILENAME)
+    with FileSystems.create(path) as handle:
+        handle.write(text.encode("utf-8"))
+    return path
+
+
+def load_item_titles(vocabulary_dir: str) -> Optional[Dict[str, str]]:
+    """The item titles (token -> title) stored next to a vocabulary, or ``None`` when it has none.
+
+    ``vocabulary_dir`` is a vocabulary folder or its ``vocabulary.json``. Raises
+    VocabularyError on a line that is not ``token<TAB>title``.
+    """
+    import tensorflow as tf  # gfile reaches GCS/HDFS paths too, as the trainer reads them
+
+    folder = vocabulary_dir if tf.io.gfile.isdir(vocabulary_dir) else os.path.dirname(vocabulary_dir)
+    path = os.path.join(folder, TITLES_FILENAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    titles = {}
+    with tf.io.gfile.GFile(path, "r") as handle:
+        for number, line in enumerate(handle.read().split("\n"), start=1):
+            if not line:
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise VocabularyError(f"{path} line {number}: expected token<TAB>title, found {len(fields)} fields")
+            titles[_unescape_field(fields[0])] = _unescape_field(fields[1])
+    return titles

@@ -120,6 +120,11 @@ def test_users_split_by_hash_and_never_twice(movielens_run):
         assert summary.users_by_split[split] == len(rows)
 
 
+def test_a_source_without_an_item_table_writes_no_item_titles(movielens_run):
+    root = movielens_run[0]
+    assert sorted(os.listdir(root / "vocabulary")) == ["vocabulary.json"]  # the folder has no movies.dat
+
+
 def test_vocabulary_counts_every_interaction_even_truncated_ones(movielens_run):
     root, lines, _, summary = movielens_run
     vocabulary = Vocabulary.load(str(root / "vocabulary"))

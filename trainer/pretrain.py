@@ -36,7 +36,7 @@ import dataclasses
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from peterrec.components.vocabulary import Vocabulary, VocabularyMismatchError
+from peterrec.components.vocabulary import Vocabulary, VocabularyMismatchError, load_item_titles
 from peterrec.trainer.config import BackboneConfig, dataclass_from_dict
 from peterrec.trainer.loop import (METRICS_FILE, RunMismatchError, TrainingState,  # noqa: F401 (re-exported)
                                    check_or_write_run_config, fit_resumably, load_vocabulary_of_kind,
@@ -240,7 +240,9 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
             test = evaluate_leave_one_out(backbone, test_files, config.max_len, "test", config.batch_size)
         metrics.update({f"test_{name}": value for name, value in test.items()})
     evaluated = {k: round(v, 4) for k, v in metrics.items()}
-    callbacks_lib.write_embedding_projector(log_dir, backbone.embedding.embeddings, vocabulary.all_tokens())
+    # Items with a title (MovieLens, written by the ingestion next to the vocabulary) show it in the projector.
+    callbacks_lib.write_embedding_projector(log_dir, backbone.embedding.embeddings, vocabulary.all_tokens(),
+                                            titles=load_item_titles(vocabulary_dir))
     export_dir = export_dir or os.path.join(output_dir, "export")
     artifacts.export_backbone(backbone, backbone_config, vocabulary, export_dir)
     step_seconds = fitted.pop("step_seconds")
