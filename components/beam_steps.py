@@ -18,6 +18,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import apache_beam as beam
 
 from peterrec.components import example_format, source_chunks, splits
+from peterrec.components import vocabulary as vocabulary_lib
 from peterrec.components.line_format import LineFormat
 from peterrec.components.records import (
     MISSING_DOMAIN, UNKNOWN_ITEM, Interaction, LabelRecord, Reject)
@@ -333,6 +334,7 @@ OUTPUT_PATTERNS = (
     SUMMARY_FILE,
     STATS_FILE,
     "vocabulary.json",
+    vocabulary_lib.TITLES_FILENAME,
 )
 
 
