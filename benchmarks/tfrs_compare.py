@@ -186,11 +186,12 @@ def task_model_step_ms(kind: str, data, args, steps: int = 20) -> float:
     backbone = random_artifacts.build_backbone(random_artifacts.item_vocabulary(source_vocab - ids.NUM_RESERVED), embedding_dim=64,
                                                dilations=(1, 2, 4, 8, 1, 2, 4, 8))
     config = TaskConfig(name="cold", kind="cold_start", strategy="peterrec-serial", num_outputs=target_vocab,
-                        softmax="full" if kind == "full" else "sampled", num_sampled=args.num_sampled,
+                        softmax="full" if kind == "full" else "sampled",
                         adapter=AdapterConfig(bottleneck=16))
     model = build_task_model(backbone, config, target_counts=counts)
     if kind == "unigram":
-        model.head.sampled_loss = model.head.unigram_loss
+        model.head.sampled_loss = lambda user, targets, counts: model.head.unigram_loss(
+            user, targets, args.num_sampled, counts)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     batches = iter(tf.data.Dataset.from_tensor_slices({"item_ids": train_items, "target_item_ids": train_targets})
                    .batch(args.batch_size, drop_remainder=True).repeat())

@@ -206,8 +206,9 @@ def test_metadata_round_trip_and_rejects(exported, tmp_path):
 
 def test_a_stored_adapter_field_the_strategy_replaced_reads_back_as_trained():
     """Artifacts written before adapter fields were checked stored the user's placement even where
-    the strategy used its own (here serial beside peterrec-parallel): the strategy's is read."""
-    stored = {"name": "age", "strategy": "peterrec-parallel", "num_outputs": 5,
+    the strategy used its own (here serial beside peterrec-parallel): the strategy's is read. A
+    retired field (num_sampled) is dropped."""
+    stored = {"name": "age", "strategy": "peterrec-parallel", "num_outputs": 5, "num_sampled": 100,
               "adapter": {"kind": "patch", "placement": "serial", "bottleneck": 4}}
     metadata = artifacts.PatchMetadata(task_name="age", kind="classification", strategy="peterrec-parallel",
                                        backbone_fingerprint="abc", task_config=stored)
@@ -216,5 +217,8 @@ def test_a_stored_adapter_field_the_strategy_replaced_reads_back_as_trained():
     assert config.effective_adapter().placement == "parallel"
     from peterrec.trainer.config import TaskConfig
 
+    with pytest.raises(ValueError, match="unknown key"):
+        TaskConfig.from_dict(stored)          # as a new config, the retired field is refused
+    current = {key: value for key, value in stored.items() if key != "num_sampled"}
     with pytest.raises(ValueError, match="adapter.placement is 'serial'"):
-        TaskConfig.from_dict(stored)          # as a new config, the contradiction is refused
+        TaskConfig.from_dict(current)         # and so is the contradiction

@@ -75,7 +75,7 @@ def test_classification_patch_run_and_its_artifact(setup, tmp_path, capsys):
 def test_cold_start_sampled_softmax_reports_full_and_sampled_ranking(setup, tmp_path):
     dataset, backbone_dir = setup
     config = _config(dataset, kind="cold_start", strategy="peterrec-parallel", epochs=1)
-    config.task = dataclasses.replace(config.task, softmax="sampled", num_sampled=3)
+    config.task = dataclasses.replace(config.task, softmax="sampled")
     metrics = finetune(backbone_dir, dataset.cold_start_examples, str(tmp_path / "run"), config)
     for key in ("hr@10", "ndcg@10", "mrr@5", "sampled_hr@10", "sampled_ndcg@10", "sampled_mrr@5"):
         assert 0.0 <= metrics[key] <= 1.0, key

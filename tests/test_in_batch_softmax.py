@@ -76,7 +76,7 @@ def test_the_sampled_cold_start_loss_is_the_in_batch_one():
     head, users = _head_and_users()
     targets = tf.constant([[4, 2], [1, 0], [5, 3]])
     in_batch = float(head.in_batch_loss(users, targets, COUNTS))
-    assert float(head.sampled_loss(users, targets, 2, COUNTS)) == pytest.approx(in_batch)
+    assert float(head.sampled_loss(users, targets, COUNTS)) == pytest.approx(in_batch)
     # The former unigram-sampled softmax, kept as the benchmark's baseline, is another loss.
     assert abs(float(head.unigram_loss(users, targets, 2, COUNTS, seed=1)) - in_batch) > 1e-3
 

@@ -161,7 +161,7 @@ def test_cold_start_sampled_softmax_option():
     backbone = _backbone()
     batch = _batch(kind="cold_start", classes=12)
     config = TaskConfig("cs", kind="cold_start", num_outputs=12, strategy="fine-cls", softmax="sampled",
-                        num_sampled=4, head_embedding_dim=4)
+                        head_embedding_dim=4)
     model = build_task_model(backbone, config, target_counts=[0] + list(range(1, 12)))
     assert model.head.item_embeddings.shape == (12, 4)
     loss, logits = model.compute_task_loss(batch, training=True)

@@ -52,6 +52,9 @@ SERVING_SIGNATURE = "serving_default"
 VARIABLES_ATTRIBUTE = "backbone_variables"
 # Strategies whose artifact must also carry backbone weights that differ from the shared ones.
 OWN_BACKBONE_STRATEGIES = ("fine-all", "fine-last", "peter-zero")
+# TaskConfig fields that older artifacts store and that no longer exist: num_sampled (the
+# unigram sampler's negatives; sampled cold-start training is in-batch now).
+RETIRED_TASK_FIELDS = ("num_sampled",)
 
 
 class ArtifactError(ValueError):
@@ -351,11 +354,12 @@ def trained_task_config(metadata: PatchMetadata):
 
     Artifacts written before adapter fields were checked against the strategy may store an
     adapter kind or placement that the strategy then replaced; the strategy's values are what
-    the patch was trained with, so they are the ones read back.
+    the patch was trained with, so they are the ones read back. Fields that only steered
+    training and are gone (``RETIRED_TASK_FIELDS``) are dropped.
     """
     from peterrec.trainer.config import STRATEGY_ADAPTER_FIELDS, TaskConfig
 
-    data = dict(metadata.task_config)
+    data = {key: value for key, value in metadata.task_config.items() if key not in RETIRED_TASK_FIELDS}
     data["adapter"] = {**data.get("adapter", {}), **STRATEGY_ADAPTER_FIELDS.get(data.get("strategy"), {})}
     return TaskConfig.from_dict(data)
 

@@ -129,7 +129,6 @@ def register(subparsers) -> None:
                           help="fine-last: how many last conv layers train (default 2)")
     finetune.add_argument("--head-hidden-units", type=int, default=0, help="hidden ReLU units in the class head")
     finetune.add_argument("--softmax", choices=("full", "sampled"), default="full", help="cold-start softmax")
-    finetune.add_argument("--num-sampled", type=int, default=100, help="cold-start sampled-softmax negatives")
     _add_loop_arguments(finetune, _config_defaults("finetune"))
     finetune.set_defaults(handler=_finetune)
 
@@ -176,7 +175,7 @@ def finetune_config_from_args(args):
                       readout=args.readout, readout_norm=args.readout_norm, adapter=adapter,
                       train_layer_norm=not args.no_layer_norm, fine_last_convs=args.fine_last_convs,
                       head_hidden_units=args.head_hidden_units, head_embedding_dim=args.head_embedding_dim,
-                      softmax=args.softmax, num_sampled=args.num_sampled, item_rank=args.item_rank)
+                      softmax=args.softmax, item_rank=args.item_rank)
     return FinetuneConfig(task=task, task_vocabulary=args.task_vocabulary, item_vocabulary=args.item_vocabulary,
                           lr_schedule=args.lr_schedule, **_loop_fields(args)).validate()
 

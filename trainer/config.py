@@ -201,7 +201,6 @@ class TaskConfig:
     head_embedding_dim: cold start: width of the target-item table; 0 = the user-vector width,
         else the user vector is projected to it first (a smaller task for large vocabularies).
     softmax: cold-start loss: "full" softmax over all target items or "sampled".
-    num_sampled: negatives per batch for the sampled cold-start softmax.
     item_rank: "peterrec+items": rank r of the task-owned item table [vocab_size, r] read beside
         the patched read-out (``peterrec.trainer.item_knowledge``); unused by other strategies.
     item_pooling: "peterrec+items": how the table's rows of the user's items are pooled,
@@ -220,7 +219,6 @@ class TaskConfig:
     head_hidden_units: int = 0
     head_embedding_dim: int = 0
     softmax: str = "full"
-    num_sampled: int = 100
     item_rank: int = 8
     item_pooling: str = "mean"
 
@@ -258,7 +256,6 @@ class TaskConfig:
         _check(int(self.head_hidden_units) >= 0, "head_hidden_units must be >= 0")
         _check(int(self.head_embedding_dim) >= 0, "head_embedding_dim must be >= 0")
         _check(self.softmax in SOFTMAX_KINDS, f"softmax must be one of {SOFTMAX_KINDS}, got {self.softmax!r}")
-        _check(int(self.num_sampled) >= 1, "num_sampled must be >= 1")
         _check(int(self.item_rank) >= 1, f"item_rank must be >= 1, got {self.item_rank}")
         _check(self.item_pooling in ITEM_POOLINGS,
                f"item_pooling must be one of {ITEM_POOLINGS}, got {self.item_pooling!r}")

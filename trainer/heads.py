@@ -1,7 +1,7 @@
 """Task heads on top of the user vector.
 
 - ``ClassificationHead``: logits over ALL classes (a full softmax; the original code scored a
-  few random wrong classes, which inflates accuracy: METHOD.md section 5, defect 7).
+  few random wrong classes, which inflates accuracy: docs/method.md section 5, defect 7).
 - ``ColdStartHead``: a new target-item embedding table ``E_t``; ``logits = u . E_t^T + b``,
   full softmax by default; ``softmax="sampled"`` trains with TFRS's in-batch softmax
   (``tasks.Retrieval``: the batch's other targets as negatives, log-Q corrected,
@@ -133,16 +133,14 @@ class ColdStartHead(keras.layers.Layer):
         return list(target_counts)
 
     @_no_autograph
-    def sampled_loss(self, user_vectors, target_ids, num_sampled: int = 100,
-                     target_counts: Optional[Sequence[float]] = None, seed: Optional[int] = None):
-        """The sampled cold-start training loss (``softmax="sampled"``): ``in_batch_loss``.
+    def sampled_loss(self, user_vectors, target_ids, target_counts: Optional[Sequence[float]] = None):
+        """The sampled cold-start training loss (``softmax="sampled"``): ``in_batch_loss``, whose
+        negatives are the batch's other targets.
 
         TFRS's in-batch softmax replaced our unigram-sampled one here (``unigram_loss``): it
         ranked better at the same settings (benchmarks/tfrs_compare.py; docs/architecture.md,
-        Design decisions). ``num_sampled`` and ``seed`` are unused (the negatives are the
-        batch's targets); they stay for the unigram version's callers.
+        Design decisions).
         """
-        del num_sampled, seed
         return self.in_batch_loss(user_vectors, target_ids, target_counts)
 
     @_no_autograph

@@ -1,4 +1,4 @@
-"""Pretraining objectives and task losses, with padding masked out (METHOD.md section 5, defect 3).
+"""Pretraining objectives and task losses, with padding masked out (docs/method.md section 5, defect 3).
 
 - ``NextItemObjective`` (causal NextItNet): inputs ``x[:, :-1]``, labels ``x[:, 1:]``; only
   positions whose input is a real item and whose label is a real item count.

@@ -161,7 +161,7 @@ class TaskModel(keras.Model):
         targets = batch["target_item_ids"]
         if training and self.config.softmax == "sampled":
             user = self.user_vector(batch, training=training)
-            return self.head.sampled_loss(user, targets, self.config.num_sampled, self.target_counts), None
+            return self.head.sampled_loss(user, targets, self.target_counts), None
         logits = self(batch, training=training)
         return objectives.cold_start_loss(logits, targets, TARGET_NUM_RESERVED), logits
 
