@@ -138,6 +138,9 @@ def test_several_patches_on_one_backbone_reproduce_their_models(exported, tmp_pa
     loaded = {name: artifacts.load_patch_artifact(path, shared, shared_vocabulary) for name, path in paths.items()}
     for name, (model, metadata) in loaded.items():
         assert metadata.task_name == name
+        adapter = metadata.task_config["adapter"]       # stored as trained, not left to the strategy table
+        assert (adapter["kind"], adapter["placement"]) == (("patch", "parallel") if name == "age" else
+                                                           ("patch", "serial")), name
         np.testing.assert_allclose(model(_inputs()).numpy(), expected[name], atol=1e-5, rtol=0)
     for name in ("gender", "age", "coldrec", "items"):
         assert loaded[name][0].backbone is shared

@@ -319,8 +319,10 @@ def save_patch_artifact(task_model, metadata: PatchMetadata, artifact_dir: str) 
     if metadata.task_name != task_model.config.name or metadata.strategy != task_model.config.strategy:
         raise ArtifactError(f"metadata (task {metadata.task_name!r}, {metadata.strategy}) does not describe the "
                             f"model (task {task_model.config.name!r}, {task_model.config.strategy})")
-    metadata = dataclasses.replace(metadata, task_config=task_model.config.to_dict(),
-                                   variables=_variable_manifest(task_model))
+    # The adapter fields as trained (the strategy's values written out), so the artifact
+    # describes itself whatever later code says a strategy implies.
+    trained = dataclasses.replace(task_model.config, adapter=task_model.config.effective_adapter())
+    metadata = dataclasses.replace(metadata, task_config=trained.to_dict(), variables=_variable_manifest(task_model))
     staging = _staging_dir(artifact_dir)
     try:
         checkpoint = tf.train.Checkpoint(**task_trackables(task_model))
