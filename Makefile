@@ -12,7 +12,6 @@ endif
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DIR ?= demo-output
 MOVIELENS ?= ../shared/data/ml-1m
 
