@@ -2,7 +2,8 @@
 
 ``Predictor.predict`` takes numpy inputs (the gRPC and REST front ends convert their
 wire formats first) and returns numpy outputs. Every check a client can fail raises a
-``ServingError``: unknown model, version, label or signature is NOT_FOUND; missing or
+``ServingError``: unknown model, version or label is NOT_FOUND, an unknown signature
+FAILED_PRECONDITION (HTTP 400), as in TF Serving; missing or
 unexpected inputs, a wrong dtype or rank, an empty or oversized input, or an unknown
 output filter is INVALID_ARGUMENT.
 """

@@ -13,8 +13,8 @@ Routes (``NAME``, then optionally ``/versions/N`` or ``/labels/L``):
   answered with ``{"results": [[["label", score], ...], ...]}``;
 - ``GET`` the monitoring path (when enabled): Prometheus metrics.
 
-Errors answer ``{"error": "..."}`` with 400 (bad request), 404 (unknown model, version,
-label, signature or path), 405, 411, 413 (body too large), 500 or 503.
+Errors answer ``{"error": "..."}`` with 400 (bad request, unknown signature), 404 (unknown
+model, version, label or path), 405, 411, 413 (body too large), 500 or 503.
 """
 
 import json

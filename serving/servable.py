@@ -89,12 +89,14 @@ class ServableVersion:
         }
 
     def signature(self, name: str) -> SignatureRunner:
-        """The runner of a signature, or NOT_FOUND naming the ones there are."""
+        """The runner of a signature, or FAILED_PRECONDITION naming the ones there are (as TF Serving)."""
         runner = self.runners.get(name)
         if runner is None:
-            raise errors.not_found(
-                f"model {self.model_name!r} version {self.version} has no signature {name!r}; "
-                f"signatures: {sorted(self.runners)}"
+            # TF Serving's code and wording (predict_util.cc), then the keys there are.
+            raise errors.ServingError(
+                errors.FAILED_PRECONDITION,
+                f'Serving signature key "{name}" not found. Model {self.model_name!r} version {self.version} '
+                f"has signatures: {sorted(self.runners)}",
             )
         return runner
 

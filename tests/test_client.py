@@ -89,7 +89,9 @@ def test_metadata_and_status(client):
 def test_errors_carry_the_server_status(client, server):
     with pytest.raises(errors.ServingError) as raised:
         client.recommend("no-such-task", ITEMS, k=3)
-    assert raised.value.code == errors.NOT_FOUND and "no-such-task" in raised.value.message
+    # TF Serving's answer: FAILED_PRECONDITION over gRPC, 400 (read back as INVALID_ARGUMENT) over REST.
+    expected = errors.INVALID_ARGUMENT if client.rest else errors.FAILED_PRECONDITION
+    assert raised.value.code == expected and 'signature key "no-such-task"' in raised.value.message
     target = server.rest_url if client.rest else server.grpc_target
     with Client(target, rest=client.rest, model_name="other") as other:
         with pytest.raises(errors.ServingError) as raised:

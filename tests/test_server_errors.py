@@ -29,6 +29,7 @@ from peterrec.serving.server import Server
 
 LIMITS = RequestLimits(max_rows=16, max_elements=4096, max_body_bytes=64 << 10)
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+FAILED = grpc.StatusCode.FAILED_PRECONDITION
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +96,8 @@ GRPC_PREDICT_CASES = {
     "unknown version": (_predict(version=9), NOT_FOUND, "no loaded version 9"),
     "unknown label": (_predict(label="beta"), NOT_FOUND, "no version label 'beta'"),
     "label of a missing version": (_predict(label="canary"), NOT_FOUND, "points at version 5"),
-    "unknown signature": (_predict(signature="nope"), NOT_FOUND, "no signature 'nope'"),
-    "default signature absent": (_predict(signature=""), NOT_FOUND, "serving_default"),
+    "unknown signature": (_predict(signature="nope"), FAILED, 'Serving signature key "nope" not found.'),
+    "default signature absent": (_predict(signature=""), FAILED, '"serving_default" not found'),
     "no inputs": (_predict(inputs={}), INVALID, "missing input"),
     "unexpected input": (_predict(inputs={"items": _items([["i1"]]), "user": _items([["u"]])}), INVALID,
                          "no input 'user'"),
@@ -222,8 +223,8 @@ REST_CASES = {
     "empty instances": ("POST", PREDICT, {"signature_name": "embed", "instances": []}, None, 400, "non-empty"),
     "instances not a list": ("POST", PREDICT, {"signature_name": "embed", "instances": "i1"}, None, 400,
                              "non-empty list"),
-    "unknown signature": ("POST", PREDICT, {"signature_name": "nope", "inputs": [["i1"]]}, None, 404,
-                          "no signature 'nope'"),
+    "unknown signature": ("POST", PREDICT, {"signature_name": "nope", "inputs": [["i1"]]}, None, 400,
+                          'Serving signature key "nope" not found.'),
     "signature name not a string": ("POST", PREDICT, {"signature_name": 3, "inputs": [["i1"]]}, None, 400,
                                     "must be a string"),
     "numbers for strings": ("POST", PREDICT, {"signature_name": "embed", "inputs": [[1, 2]]}, None, 400,

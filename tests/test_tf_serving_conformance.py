@@ -1,0 +1,60 @@
+"""Where the server must answer exactly as TF Serving does (issue 12): status codes and wording
+a client written against ``tensorflow_model_server`` relies on."""
+
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from peterrec.serving import model_config, tensors, testing
+from peterrec.serving.server import Server
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    base = tmp_path_factory.mktemp("conformance") / "peterrec"
+    return str(base), testing.export_toy_model(str(base), 1)
+
+
+@pytest.fixture(scope="module")
+def server(toy):
+    base, _ = toy
+    entry = model_config.ModelEntry("peterrec", base, labels={"stable": 1})
+    with Server(model_config=[entry], grpc_port=0, rest_port=0, poll_seconds=0) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+    opened = grpc.insecure_channel(server.grpc_target)
+    yield opened
+    opened.close()
+
+
+def _post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_an_unknown_signature_is_failed_precondition_with_tf_servings_wording(channel, server):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "peterrec"
+    request.model_spec.signature_name = "nope"
+    request.inputs["items"].CopyFrom(tensors.ndarray_to_tensor_proto(tensors.string_array([["i1"]])))
+    with pytest.raises(grpc.RpcError) as raised:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert raised.value.details().startswith('Serving signature key "nope" not found.')
+
+    status, body = _post(server.rest_url + "/v1/models/peterrec:predict",
+                         {"signature_name": "nope", "instances": [["i1"]]})
+    assert status == 400
+    assert body["error"].startswith('Serving signature key "nope" not found.')
