@@ -176,7 +176,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return _answer(context, self._status, request)
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        """Serves exactly the models of a new ModelServerConfig (ModelService.HandleReloadConfigRequest)."""
+        """Serves exactly the models of a new ModelServerConfig; an empty one changes nothing
+        (ModelService.HandleReloadConfigRequest)."""
         return _answer(context, self._reload, request)
 
     def _status(self, request):
@@ -191,8 +192,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     def _reload(self, request):
-        if not request.HasField("config"):
-            raise errors.invalid_argument("the request holds no config")
+        # A request without a config carries an empty one: TF Serving takes no action on it.
         self.manager.reload_config(request.config)
         return model_management_pb2.ReloadConfigResponse()
 

@@ -56,6 +56,12 @@ class _Model:
         self.available: Dict[int, ServableVersion] = {}
 
 
+def _is_empty_config(config) -> bool:
+    """Whether ``config`` is a ModelServerConfig with none of its ``config`` choices set."""
+    which = getattr(config, "WhichOneof", None)
+    return which is not None and which("config") is None
+
+
 class ModelManager:
     """Serves the models of a ``ModelServerConfig`` and keeps them in step with the disk.
 
@@ -117,7 +123,13 @@ class ModelManager:
         policies and labels apply at once. Raises INVALID_ARGUMENT for a bad config and,
         with ``check_labels``, FAILED_PRECONDITION (after applying the rest) when a
         version label points at a version that is not available.
+
+        An empty ``ModelServerConfig`` (no ``config`` set at all) changes nothing, as in TF
+        Serving; an empty ``model_config_list`` does unload every model.
         """
+        if _is_empty_config(config):
+            LOG.info("taking no action for an empty model server config")
+            return
         try:
             entries = model_config.entries_of(config)
         except model_config.ModelConfigError as error:

@@ -58,3 +58,18 @@ def test_an_unknown_signature_is_failed_precondition_with_tf_servings_wording(ch
                          {"signature_name": "nope", "instances": [["i1"]]})
     assert status == 400
     assert body["error"].startswith('Serving signature key "nope" not found.')
+
+
+def _reload(channel, request, timeout=60):
+    return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(request, timeout=timeout)
+
+
+def test_an_empty_reload_config_takes_no_action(channel, server):
+    before = server.manager.config
+    assert _reload(channel, model_management_pb2.ReloadConfigRequest()).status.error_code == 0
+    empty_config = model_management_pb2.ReloadConfigRequest()
+    empty_config.config.SetInParent()  # a config message with none of its choices set
+    assert _reload(channel, empty_config).status.error_code == 0
+    assert server.manager.model_names() == ["peterrec"]
+    assert server.manager.available_versions("peterrec") == [1]
+    assert server.manager.config is before
