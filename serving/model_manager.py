@@ -51,7 +51,8 @@ class _Record:
 
 class _Model:
     def __init__(self, entry: model_config.ModelEntry):
-        self.entry = entry
+        self.entry = entry  # as configured; its labels are the ones last asked for
+        self.labels: Dict[str, int] = {}  # the labels in force (requests resolve these)
         self.records: Dict[int, _Record] = {}
         self.available: Dict[int, ServableVersion] = {}
 
@@ -120,9 +121,11 @@ class ModelManager:
         """Serves exactly the models of ``config`` (a ``ModelServerConfig``).
 
         New models are loaded before this returns; removed models are unloaded; changed
-        policies and labels apply at once. Raises INVALID_ARGUMENT for a bad config and,
-        with ``check_labels``, FAILED_PRECONDITION (after applying the rest) when a
-        version label points at a version that is not available.
+        policies apply at once. Raises INVALID_ARGUMENT for a bad config. Version labels
+        apply all together or not at all, as in TF Serving: with ``check_labels``, when a
+        label points at a version that is not available once the versions are in step,
+        this raises FAILED_PRECONDITION and the labels in force before stay (the rest of
+        the config applies). Without it (the first load) the labels apply regardless.
 
         An empty ``ModelServerConfig`` (no ``config`` set at all) changes nothing, as in TF
         Serving; an empty ``model_config_list`` does unload every model.
@@ -155,13 +158,16 @@ class ModelManager:
             for model in removed:
                 for version in sorted(model.available):
                     self._unload(model, version)
-        if check_labels:
             problems = self.label_problems()
-            if problems:
-                raise errors.ServingError(errors.FAILED_PRECONDITION, "; ".join(problems))
+            if check_labels and problems:
+                raise errors.ServingError(errors.FAILED_PRECONDITION,
+                                          "; ".join(problems) + "; the labels in force before stay")
+            with self._lock:
+                for model in self._models.values():
+                    model.labels = dict(model.entry.labels)
 
     def label_problems(self) -> List[str]:
-        """Version labels that point at versions that are not available."""
+        """Configured version labels that point at versions that are not available."""
         problems = []
         with self._lock:
             for name, model in sorted(self._models.items()):
@@ -261,11 +267,11 @@ class ModelManager:
         return model
 
     def _version_of_label(self, model: _Model, label: str) -> int:
-        if label not in model.entry.labels:
+        if label not in model.labels:
             raise errors.not_found(
-                f"model {model.entry.name!r} has no version label {label!r}; labels: {sorted(model.entry.labels)}"
+                f"model {model.entry.name!r} has no version label {label!r}; labels: {sorted(model.labels)}"
             )
-        return model.entry.labels[label]
+        return model.labels[label]
 
     def resolve(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> ServableVersion:
         """The loaded version a request asks for (the highest when neither version nor label is given)."""

@@ -176,6 +176,26 @@ def test_reload_config_adds_removes_and_checks_labels(tmp_path, exported):
     assert manager.available_versions("b") == [2]  # the last good config stays
 
 
+def test_a_reload_with_a_label_of_an_unloaded_version_keeps_the_old_labels(tmp_path, exported):
+    base = _base_with(tmp_path, exported, [1, 2])
+    manager = _manager([model_config.ModelEntry("m", base, policy="all", labels={"stable": 1})])
+    manager.reload_config(model_config.build_model_server_config([
+        model_config.ModelEntry("m", base, policy="all", labels={"stable": 1, "canary": 2}),
+    ]))
+    assert manager.resolve("m", label="canary").version == 2
+    # One good label and one of a version that is not there: none of the reload's labels apply.
+    with pytest.raises(errors.ServingError) as raised:
+        manager.reload_config(model_config.build_model_server_config([
+            model_config.ModelEntry("m", base, policy="all", labels={"stable": 2, "canary": 1, "beta": 7}),
+        ]))
+    assert raised.value.code == errors.FAILED_PRECONDITION and "label 'beta'" in raised.value.message
+    assert manager.resolve("m", label="stable").version == 1
+    assert manager.resolve("m", label="canary").version == 2
+    with pytest.raises(errors.ServingError, match="no version label 'beta'"):
+        manager.resolve("m", label="beta")
+    assert manager.available_versions("m") == [1, 2]
+
+
 def test_polling_thread_picks_up_new_versions(tmp_path, exported):
     import threading
 
