@@ -3,7 +3,8 @@
 - ``ReadTable``: files -> parsed records (keyed) + ``Reject``s + per-chunk counts, reading
   byte-range chunks in parallel with exact line numbers (see ``source_chunks``);
 - ``SequenceCombineFn``: per user, the most recent ``max_len`` events of each domain
-  bucket (a combiner, so partial results are merged before the shuffle);
+  bucket (a combiner, so partial results are merged before the shuffle; its accumulator
+  is compact columns, ``event_columns``);
 - ``to_history``: the combined events -> a ``UserHistory`` with its split and counts;
 - ``SumDictsFn`` for the run's counters, and writers for examples, rejects and JSON files.
 
@@ -17,8 +18,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
-from peterrec.components import example_format, source_chunks, splits
+from peterrec.components import event_columns, example_format, source_chunks, splits
 from peterrec.components import vocabulary as vocabulary_lib
+from peterrec.components.event_columns import EventColumns
 from peterrec.components.line_format import LineFormat
 from peterrec.components.records import (
     MISSING_DOMAIN, UNKNOWN_ITEM, Interaction, LabelRecord, Reject)
@@ -129,7 +131,12 @@ class SequenceCombineFn(beam.CombineFn):
     ``buckets`` maps a record's domain to a bucket name (``"source"``, ``"target"``);
     ``default_bucket`` takes the other domains (``None``: they are counted as filtered).
     A bucket's limit of ``None`` keeps everything. The output is
-    ``(total, filtered, {bucket: events sorted oldest first})``.
+    ``(total, filtered, {bucket: EventColumns sorted oldest first})``.
+
+    The accumulator is ``[total, filtered, {bucket: EventColumns}]``: 32 bytes an event
+    plus each distinct item once (``event_columns``), and with a limit at most
+    ``2 * limit + 16`` events a bucket, so a user with a very long raw history costs no
+    more than the cap (or, without one, than the compact history that is kept).
     """
 
     def __init__(self, limits: Dict[str, Optional[int]], buckets: Optional[Dict[str, str]] = None,
@@ -141,12 +148,11 @@ class SequenceCombineFn(beam.CombineFn):
     def create_accumulator(self):
         return [0, 0, {}]
 
-    def _trim(self, bucket: str, events: List[Event]) -> List[Event]:
+    def _trim(self, bucket: str, events: EventColumns) -> EventColumns:
         limit = self._limits.get(bucket)
         if limit is None or len(events) <= limit:
             return events
-        events.sort()
-        return events[-limit:]
+        return events.keep_latest(limit)
 
     def add_input(self, accumulator, event):
         accumulator[0] += 1
@@ -154,7 +160,9 @@ class SequenceCombineFn(beam.CombineFn):
         if bucket is None:
             accumulator[1] += 1
             return accumulator
-        events = accumulator[2].setdefault(bucket, [])
+        events = accumulator[2].get(bucket)
+        if events is None:
+            events = accumulator[2][bucket] = EventColumns()
         events.append(event)
         limit = self._limits.get(bucket)
         if limit is not None and len(events) > 2 * limit + 16:
@@ -163,12 +171,13 @@ class SequenceCombineFn(beam.CombineFn):
 
     def merge_accumulators(self, accumulators):
         merged = self.create_accumulator()
+        parts: Dict[str, List[EventColumns]] = {}
         for total, filtered, by_bucket in accumulators:
             merged[0] += total
             merged[1] += filtered
             for bucket, events in by_bucket.items():
-                merged[2].setdefault(bucket, []).extend(events)
-        merged[2] = {b: self._trim(b, e) for b, e in merged[2].items()}
+                parts.setdefault(bucket, []).append(events)
+        merged[2] = {b: self._trim(b, event_columns.merge(p)) for b, p in parts.items()}
         return merged
 
     def compact(self, accumulator):
@@ -177,7 +186,7 @@ class SequenceCombineFn(beam.CombineFn):
 
     def extract_output(self, accumulator):
         total, filtered, by_bucket = accumulator
-        return total, filtered, {b: sorted(self._trim(b, list(e))) for b, e in by_bucket.items()}
+        return total, filtered, {b: e.keep_latest(self._limits.get(b)) for b, e in by_bucket.items()}
 
 
 class UserHistory(NamedTuple):
@@ -201,12 +210,12 @@ class UserHistory(NamedTuple):
 def to_history(element, fractions, salt: str) -> UserHistory:
     """Turns a combined ``(user, (total, filtered, buckets))`` into a ``UserHistory``."""
     user, (total, filtered, buckets) = element
-    source = buckets.get("source", [])
-    targets = tuple(buckets.get("target", ()))
+    source = buckets.get("source") or EventColumns()
+    target = buckets.get("target")
+    targets = tuple(target.events()) if target is not None else ()
     truncated = total - filtered - len(source) - len(targets)
     return UserHistory(user, splits.assign_split(user, fractions, salt),
-                       tuple(e[4] for e in source), tuple(e[0] for e in source),
-                       total, filtered, truncated, targets)
+                       source.item_tokens(), source.timestamp_values(), total, filtered, truncated, targets)
 
 
 class SumDictsFn(beam.CombineFn):
