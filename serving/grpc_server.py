@@ -210,9 +210,12 @@ def create_grpc_server(predictor: Predictor, manager, host: str = "127.0.0.1", p
     """
     import grpc
 
+    from peterrec.serving.grpc_payloads import PayloadGuard
+
     limit = max_message_bytes or predictor.limits.max_body_bytes
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="peterrec-grpc"),
+        interceptors=[PayloadGuard()],  # undecodable payloads: one rate-limited line, no traceback
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

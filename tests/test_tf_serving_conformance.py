@@ -2,6 +2,7 @@
 a client written against ``tensorflow_model_server`` relies on."""
 
 import json
+import logging
 import urllib.error
 import urllib.request
 
@@ -11,6 +12,7 @@ from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from peterrec.serving import model_config, tensors, testing
+from peterrec.serving.grpc_payloads import RateLimitedLog
 from peterrec.serving.server import Server
 
 
@@ -73,3 +75,28 @@ def test_an_empty_reload_config_takes_no_action(channel, server):
     assert server.manager.model_names() == ["peterrec"]
     assert server.manager.available_versions("peterrec") == [1]
     assert server.manager.config is before
+
+
+def test_garbage_payloads_write_one_short_log_line(channel, caplog):
+    raw = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
+                              request_serializer=lambda x: x, response_deserializer=lambda x: x)
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(50):
+            with pytest.raises(grpc.RpcError) as raised:
+                raw(b"\xff\xfe\x00garbage", timeout=30)
+            assert raised.value.code() == grpc.StatusCode.INTERNAL
+    lines = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(lines) == 1, [record.getMessage() for record in lines]
+    assert "malformed gRPC payload" in lines[0].getMessage() and lines[0].exc_info is None
+
+
+def test_the_malformed_payload_log_counts_what_it_held_back(caplog):
+    now = [0.0]
+    log = RateLimitedLog(interval=10.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="peterrec.serving"):
+        written = [log.report("bad payload") for _ in range(5)]
+        now[0] = 10.5
+        written.append(log.report("bad payload"))
+    assert written == [True, False, False, False, False, True]
+    assert "4 more since the last such line" in caplog.records[-1].getMessage()
+    assert len(caplog.records) == 2 and log.total == 6
