@@ -5,16 +5,20 @@
 ``BeamRun``:
 
 1. ``BeamRun(beam_pipeline_args, files, requested_chunk_bytes)`` sizes the read chunks and
-   names the runner (``beam_options``); ``start`` logs what runs, removes a previous run's
-   outputs and builds the pipeline;
+   names the runner (``beam_options``); ``start`` logs what runs, removes what a killed
+   run left in the staging folders (``output_files``) and builds the pipeline;
 2. ``read_interactions`` and ``read_table`` add the readers, ``combine_histories`` turns
    interactions into one ``UserHistory`` per user; ``collect`` and ``add_stats`` keep every
    step's rejects and counters;
-3. ``vocabulary`` builds a vocabulary over the tokens of a collection (or takes a given
-   one) and writes it; ``item_titles`` writes the titles of an item vocabulary's items
-   next to it when the source has an item table (MovieLens);
-4. ``finish`` writes the examples, the rejects and the counters, runs the pipeline to the
-   end, and returns the summed counters and the wall time.
+3. ``vocabulary_ids`` ranks a vocabulary over the tokens of a collection in bounded pieces
+   (``vocabulary_ranking``; or takes a given one) and returns its ``(token, id)`` pairs,
+   ``vocabulary`` the same joined into one element for small vocabularies (labels,
+   targets); ``item_titles`` asks for the titles of an item vocabulary's items next to it
+   when the source has an item table (MovieLens);
+4. ``finish`` writes the examples (reproducible shards, ``output_files``), the rejects and
+   the counters to the staging folders, runs the pipeline to the end, writes the
+   vocabularies, moves everything into place, and returns the summed counters and the
+   wall time; the caller then writes the summary, the last file of a complete run.
 
 Beam is imported inside the functions: importing a config must stay cheap.
 """
@@ -23,15 +27,16 @@ import json
 import logging
 import os
 import time
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from peterrec.components import beam_options, readers
+from peterrec.components import beam_options, output_files, readers, vocabulary_ranking
 from peterrec.components.ingest_config import IngestConfig, item_table
 from peterrec.components.records import IngestError, ItemRecord
 from peterrec.components.source_chunks import SourceFile, companion_path, match_files
 from peterrec.components.vocabulary import FILENAME, TITLES_FILENAME, Vocabulary, write_item_titles
 
 log = logging.getLogger(__name__)
+_PIECES_SUFFIX = "-vocabulary-pieces"   # a vocabulary's piece lines in its staging folder (vocabulary_ranking)
 
 
 def progress(message: str) -> None:
@@ -122,36 +127,61 @@ def _rare_token_stats(token_count, min_count: int, kind: str) -> Dict[str, int]:
     return {f"rare_{kind}s": int(token_count[1] < min_count)}
 
 
-def _build_vocabulary(token_counts, kind: str, min_count: int) -> Vocabulary:
-    return Vocabulary.from_counts(kind, dict(token_counts), min_count=min_count)
-
-
 def _vocabulary_json(vocabulary: Vocabulary) -> str:
     return json.dumps(vocabulary.to_json_dict())
 
 
+def _read_lines(pattern: str) -> List[str]:
+    """The lines of the files matching ``pattern``, which are deleted afterwards."""
+    from apache_beam.io.filesystems import FileSystems
+
+    paths = [path for path, _ in match_files(pattern)]
+    lines = []
+    for path in paths:
+        with FileSystems.open(path) as handle:
+            lines.extend(handle.read().decode("utf-8").splitlines())
+    if paths:
+        FileSystems.delete(paths)
+    return lines
+
+
 class BeamRun:
-    """One run of an ingestion-style Beam pipeline: its pipeline, collected outputs and runner."""
+    """One run of an ingestion-style Beam pipeline: its pipeline, collected outputs and runner.
+
+    Every file goes to the output folders' staging folders first (``output_files``) and
+    is moved into place by ``finish`` once the pipeline has run to the end.
+    """
 
     def __init__(self, beam_pipeline_args: Optional[Sequence[str]], files: Sequence[SourceFile],
                  requested_chunk_bytes: int = 0):
         self.beam_pipeline_args = beam_pipeline_args
         self.chunk_bytes = choose_chunk_bytes(files, requested_chunk_bytes, beam_pipeline_args)
+        self.input_bytes = sum(f.size for f in files)
         self.runner = beam_options.describe(beam_pipeline_args)
         self.pipeline = None
+        self._folders: List[str] = []
         self._rejects = []
         self._stats = []
+        self._vocabularies: List[Tuple[str, str, Optional[Vocabulary]]] = []
+        self._titles: Dict[str, IngestConfig] = {}
 
     def start(self, message: str, *output_dirs: str):
-        """Logs ``message``, removes a previous run's files from the output folders, builds the pipeline."""
+        """Logs ``message``, removes what a killed run left in the output folders' staging folders, builds the pipeline.
+
+        A previous run's outputs stay in place until this run has finished (``finish``).
+        """
         import apache_beam as beam
 
-        from peterrec.components import beam_steps
-
         progress(message)
-        beam_steps.clear_outputs(*output_dirs)
+        self._folders = list(dict.fromkeys(output_dirs))
+        output_files.clear_staging(*self._folders)
         self.pipeline = beam.Pipeline(options=beam_options.make_pipeline_options(self.beam_pipeline_args))
         return self.pipeline
+
+    @staticmethod
+    def staged(folder: str) -> str:
+        """Where this run writes the files of an output folder until it has finished."""
+        return output_files.staging_dir(folder)
 
     def collect(self, outputs):
         """Keeps the rejects and counters of a step's tagged outputs; returns the outputs."""
@@ -186,58 +216,88 @@ class BeamRun:
         return self.read_table("ReadInteractions", fmt, files, need_domain=need_domain and item_fmt is None,
                                item_domains=item_domains)
 
-    def vocabulary(self, kind: str, directory: str, tokens: Callable[[], object],
-                   given: Optional[Vocabulary] = None, min_count: int = 1):
-        """The run's ``kind`` vocabulary as a one-element collection, written to ``directory``.
-
-        Built over the tokens of ``tokens()`` (a collection, one element per occurrence)
-        unless ``given``; tokens seen fewer than ``min_count`` times are left out and
-        counted (``rare_<kind>s``).
-        """
+    def _ranked(self, kind: str, directory: str, tokens: Callable[[], object], given: Optional[Vocabulary],
+                min_count: int):
+        """(piece lines or None, ``(token, id)`` pairs) of a vocabulary; registers it for ``finish``."""
         import apache_beam as beam
-
-        from peterrec.components import beam_steps
 
         name = kind.capitalize()
-        if given is None:
-            counts = tokens() | f"Count{name}s" >> beam.combiners.Count.PerElement()
-            if min_count > 1:
-                self.add_stats(counts | f"Rare{name}s" >> beam.Map(_rare_token_stats, min_count, kind))
-            built = (counts
-                     | f"All{name}Counts" >> beam.combiners.ToList()
-                     | f"Build{name}Vocabulary" >> beam.Map(_build_vocabulary, kind, min_count))
-        else:
-            built = self.pipeline | f"Given{name}Vocabulary" >> beam.Create([given])
-        beam_steps.write_single_file(built | f"{name}VocabularyJson" >> beam.Map(_vocabulary_json),
-                                     os.path.join(directory, FILENAME), f"Write{name}Vocabulary")
-        return built
+        self._vocabularies.append((kind, directory, given))
+        if given is not None:
+            pairs = [(token, given.lookup(token)) for token in given.tokens]
+            return None, self.pipeline | f"Given{name}Ids" >> beam.Create(pairs, reshuffle=False)
+        counts = tokens() | f"Count{name}s" >> beam.combiners.Count.PerElement()
+        if min_count > 1:
+            self.add_stats(counts | f"Rare{name}s" >> beam.Map(_rare_token_stats, min_count, kind))
+        lines, token_ids = vocabulary_ranking.RankTokens(kind, min_count, name).apply(counts)
+        _ = lines | f"Write{name}Pieces" >> beam.io.WriteToText(
+            os.path.join(self.staged(directory), f"{kind}{_PIECES_SUFFIX}"))
+        return lines, token_ids
 
-    def item_titles(self, config: IngestConfig, directory: str, vocabulary) -> None:
-        """Writes ``TITLES_FILENAME`` for the items of ``vocabulary`` (a one-element collection of one Vocabulary).
+    def vocabulary_ids(self, kind: str, directory: str, tokens: Callable[[], object],
+                       given: Optional[Vocabulary] = None, min_count: int = 1):
+        """The ``(token, id)`` pairs of the run's ``kind`` vocabulary; ``finish`` writes it to ``directory``.
 
-        Titles come from the source's item table (``title_table``); nothing is written for a
-        source without titles, and a previous run's titles file in ``directory`` is removed.
+        Built over the tokens of ``tokens()`` (a collection, one element per occurrence)
+        in bounded pieces (``vocabulary_ranking``) unless ``given``; tokens seen fewer than
+        ``min_count`` times are left out and counted (``rare_<kind>s``). Look ids up with
+        ``vocabulary_ranking.IdLookup`` over ``beam.pvalue.AsDict`` of the pairs.
+        """
+        return self._ranked(kind, directory, tokens, given, min_count)[1]
+
+    def vocabulary(self, kind: str, directory: str, tokens: Callable[[], object],
+                   given: Optional[Vocabulary] = None, min_count: int = 1):
+        """The run's ``kind`` vocabulary as a one-element collection; ``finish`` writes it to ``directory``.
+
+        As ``vocabulary_ids``, joined into one ``Vocabulary`` for steps that take it whole:
+        small vocabularies (labels, a task's targets); item vocabularies use ``vocabulary_ids``.
         """
         import apache_beam as beam
-        from apache_beam.io.filesystems import FileSystems
 
-        stale = [path for path, _ in match_files(os.path.join(directory, TITLES_FILENAME))]
-        if stale:
-            FileSystems.delete(stale)
-        fmt, path = title_table(config)
-        if fmt is None:
-            return
-        titles = (self.pipeline
-                  | "ItemTitleTable" >> beam.Create([path])
-                  | "ReadItemTitles" >> beam.FlatMap(_titles_of_table, fmt))
-        _ = vocabulary | "WriteItemTitles" >> beam.Map(write_item_titles, beam.pvalue.AsDict(titles), directory)
+        name = kind.capitalize()
+        lines, _ = self._ranked(kind, directory, tokens, given, min_count)
+        if lines is None:
+            return self.pipeline | f"Given{name}Vocabulary" >> beam.Create([given])
+        return (lines
+                | f"All{name}Pieces" >> beam.combiners.ToList()
+                | f"Join{name}Pieces" >> beam.Map(lambda piece_lines: vocabulary_ranking.assemble(kind, piece_lines)))
+
+    def item_titles(self, config: IngestConfig, directory: str) -> None:
+        """Has ``finish`` write ``TITLES_FILENAME`` next to the item vocabulary written to ``directory``.
+
+        Titles come from the source's item table (``title_table``); nothing is written for a
+        source without titles (and a previous run's titles file goes with its other outputs).
+        """
+        self._titles[directory] = config
+
+    def _write_vocabularies(self) -> None:
+        """Joins each vocabulary's pieces into ``vocabulary.json`` (and titles) in its staging folder."""
+        from peterrec.components import beam_steps
+
+        for kind, directory, given in self._vocabularies:
+            staged = self.staged(directory)
+            pieces = _read_lines(os.path.join(staged, f"{kind}{_PIECES_SUFFIX}*"))
+            vocabulary = given if given is not None else vocabulary_ranking.assemble(kind, pieces)
+            beam_steps.write_text(os.path.join(staged, FILENAME), _vocabulary_json(vocabulary) + "\n")
+            config = self._titles.get(directory)
+            fmt, path = title_table(config) if config is not None else (None, None)
+            if fmt is not None:
+                write_item_titles(vocabulary, dict(_titles_of_table(path, fmt)), staged)
 
     def finish(self, examples, examples_dir: str, config: IngestConfig, rejects_dir: str,
                label: str) -> Tuple[Dict[str, int], float]:
-        """Writes ``(split, serialized example)`` pairs, rejects and counters; runs; returns (counters, seconds)."""
+        """Writes ``(split, serialized example)`` pairs, rejects and counters; runs; returns (counters, seconds).
+
+        After the pipeline has finished, the vocabularies are joined and every staged file
+        is moved into place; the caller writes the summary last (``publish_summary``).
+        """
         from peterrec.components import beam_steps
 
-        beam_steps.write_examples(examples, examples_dir, config.split_names, config.num_shards)
-        beam_steps.write_rejects_and_stats(self._rejects, self._stats, rejects_dir)
+        num_shards = config.num_shards or output_files.default_num_shards(self.input_bytes)
+        beam_steps.write_examples(examples, self.staged(examples_dir), config.split_names, num_shards)
+        beam_steps.write_rejects_and_stats(self._rejects, self._stats, self.staged(rejects_dir), num_shards)
         elapsed = run_pipeline(self.pipeline, label)
-        return beam_steps.read_stats(rejects_dir), elapsed
+        stats = beam_steps.read_stats(self.staged(rejects_dir))
+        self._write_vocabularies()
+        beam_steps.commit_outputs(*self._folders)
+        return stats, elapsed

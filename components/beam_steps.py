@@ -18,7 +18,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
-from peterrec.components import event_columns, example_format, source_chunks, splits
+from peterrec.components import event_columns, example_format, output_files, source_chunks, splits
 from peterrec.components import vocabulary as vocabulary_lib
 from peterrec.components.event_columns import EventColumns
 from peterrec.components.line_format import LineFormat
@@ -256,17 +256,19 @@ STATS_FILE = "_run_stats.json"
 SUMMARY_FILE = "summary.json"
 
 
-def write_rejects(rejects, rejects_dir: str):
-    """Writes rejects as JSON lines to ``rejects_dir/rejects-SSSSS-of-NNNNN.jsonl``."""
-    return (rejects
-            | "RejectsToJson" >> beam.Map(reject_to_json)
-            | "WriteRejects" >> beam.io.WriteToText(os.path.join(rejects_dir, REJECTS_PREFIX),
-                                                    file_name_suffix=REJECTS_SUFFIX))
+def _keyed_line(line: str):
+    data = line.encode("utf-8")
+    return REJECTS_PREFIX, data, data
 
 
-def write_single_file(pcoll, path: str, label: str):
-    """Writes a PCollection of one string to exactly ``path``."""
-    return pcoll | label >> beam.io.WriteToText(path, shard_name_template="", num_shards=1)
+def write_rejects(rejects, rejects_dir: str, num_shards: int = 1):
+    """Writes rejects as JSON lines to ``rejects_dir/rejects-SSSSS-of-NNNNN.jsonl``, sorted (``output_files``)."""
+    lines = (rejects
+             | "RejectsToJson" >> beam.Map(reject_to_json)
+             | "KeyRejects" >> beam.Map(_keyed_line))
+    return output_files.write_sorted_shards(
+        lines, "Rejects", {REJECTS_PREFIX: (os.path.join(rejects_dir, REJECTS_PREFIX), num_shards, REJECTS_SUFFIX)},
+        tfrecord=False)
 
 
 def write_stats(stats_pcollections: Sequence, rejects_dir: str):
@@ -279,19 +281,17 @@ def write_stats(stats_pcollections: Sequence, rejects_dir: str):
                                                   shard_name_template="", num_shards=1))
 
 
-def write_examples(keyed_examples, examples_dir: str, split_names: Sequence[str], num_shards: int = 0):
-    """Writes ``(split, serialized example)`` pairs as GZIP TFRecords under Split-<name>/."""
-    from apache_beam.io.filesystem import CompressionTypes
+def write_examples(keyed_examples, examples_dir: str, split_names: Sequence[str], num_shards: int):
+    """Writes ``(split, serialized example)`` pairs as GZIP TFRecords under Split-<name>/.
 
-    parts = keyed_examples | "PartitionSplits" >> beam.Partition(
-        lambda kv, _n, names=tuple(split_names): names.index(kv[0]), len(split_names))
-    for name, part in zip(split_names, parts):
-        prefix = os.path.join(example_format.split_dir(examples_dir, name), example_format.FILE_PREFIX)
-        (part
-         | f"Serialized[{name}]" >> beam.Values()
-         | f"Write[{name}]" >> beam.io.WriteToTFRecord(
-             prefix, file_name_suffix=".gz", num_shards=num_shards,
-             compression_type=CompressionTypes.GZIP))
+    ``num_shards`` files a split, each example in the shard of a stable hash of its bytes
+    (one example a user, whose id it holds), sorted by those bytes: the files depend only
+    on the examples (``output_files``).
+    """
+    paths = {name: (os.path.join(example_format.split_dir(examples_dir, name), example_format.FILE_PREFIX),
+                    num_shards, ".gz") for name in split_names}
+    triples = keyed_examples | "KeyExamples" >> beam.Map(lambda kv: (kv[0], kv[1], kv[1]))
+    return output_files.write_sorted_shards(triples, "Examples", paths, tfrecord=True)
 
 
 def read_stats(rejects_dir: str) -> Dict[str, int]:
@@ -342,19 +342,21 @@ OUTPUT_PATTERNS = (
     REJECTS_PREFIX + "-*" + REJECTS_SUFFIX,
     SUMMARY_FILE,
     STATS_FILE,
-    "vocabulary.json",
+    vocabulary_lib.FILENAME,
     vocabulary_lib.TITLES_FILENAME,
 )
 
 
-def clear_outputs(*folders: str) -> None:
-    """Removes the files a previous run wrote into these output folders (only ours)."""
-    from apache_beam.io.filesystems import FileSystems
+def previous_outputs(*folders: str) -> List[str]:
+    """The files a previous run wrote into these output folders (only ours), summaries first."""
+    found = {path for folder in folders for pattern in OUTPUT_PATTERNS
+             for path, _ in source_chunks.match_files(os.path.join(folder, pattern))}
+    return sorted(found, key=lambda path: (os.path.basename(path) != SUMMARY_FILE, path))
 
-    stale = sorted({path for folder in folders for pattern in OUTPUT_PATTERNS
-                    for path, _ in source_chunks.match_files(os.path.join(folder, pattern))})
-    if stale:
-        FileSystems.delete(stale)
+
+def commit_outputs(*folders: str) -> None:
+    """Moves a finished run's staged files into place, replacing the previous run's (``output_files.commit``)."""
+    output_files.commit(folders, previous_outputs(*folders))
 
 
 def history_stats(history: UserHistory) -> Dict[str, int]:
@@ -389,12 +391,12 @@ def encode_history(history: UserHistory, item_vocabulary, **features) -> Tuple[s
     return history.split, example, stats
 
 
-def write_rejects_and_stats(rejects_parts, stats_parts, rejects_dir: str) -> None:
+def write_rejects_and_stats(rejects_parts, stats_parts, rejects_dir: str, num_shards: int = 1) -> None:
     """Writes every reject of a run and its counts (stats plus one per reject) to ``rejects_dir``.
 
     The closing step every ingestion pipeline shares: flattens the reject collections,
     writes them, and adds their per-reason counts to the run's stats file.
     """
     rejects = tuple(rejects_parts) | "AllRejects" >> beam.Flatten()
-    write_rejects(rejects, rejects_dir)
+    write_rejects(rejects, rejects_dir, num_shards)
     write_stats(list(stats_parts) + [rejects | "RejectStats" >> beam.Map(reject_stats)], rejects_dir)

@@ -20,6 +20,14 @@ and writes:
 - ``rejects_dir/rejects-*.jsonl``: one JSON line per reject (reason, source file, line
   number, the offending line, detail), and ``rejects_dir/summary.json``.
 
+The files are reproducible: the same input gives byte-identical files on every run and
+runner (``num_shards`` files a split, set by the input's size unless given; examples
+placed and ordered by a stable hash and their bytes), apart from ``summary.json``'s
+``elapsed_seconds``. They are written to staging folders and moved into place when the
+run has finished; ``summary.json`` is written last and marks a complete run, so a killed
+run never leaves outputs that look finished, and a rerun into the same folders cleans up
+and writes them again (``output_files``).
+
 Every interaction read is accounted for: ``kept + truncated + filtered + dropped +
 rejected == read`` (``filtered``: other domains when ``domain`` is set; ``dropped``:
 interactions of users rejected as a whole, used by the task pipelines). Without a domain
@@ -59,13 +67,14 @@ def _item_of_domain(keyed_event, domain: Optional[str]):
         yield event[4]
 
 
-def _encode_history(history, vocabulary: Vocabulary):
-    """(split, serialized example) of a user's sequence, plus its counters."""
+def _encode_history(history, item_ids):
+    """(split, serialized example) of a user's sequence, plus its counters (``item_ids``: token -> id)."""
     import apache_beam as beam
 
     from peterrec.components import beam_steps
+    from peterrec.components.vocabulary_ranking import IdLookup
 
-    split, example, stats = beam_steps.encode_history(history, vocabulary)
+    split, example, stats = beam_steps.encode_history(history, IdLookup(item_ids))
     yield split, example
     yield beam.pvalue.TaggedOutput(beam_steps.STATS, stats)
 
@@ -100,11 +109,11 @@ def run_ingestion(config: IngestConfig, examples_dir: str, vocabulary_dir: str, 
     run.collect(routed)
     # Every interaction read of the kept domain counts, truncated ones too, so a cap never
     # hides an item from the vocabulary.
-    items = run.vocabulary("item", vocabulary_dir, given=vocabulary, min_count=config.min_item_count,
-                           tokens=lambda: interactions | "DomainItems" >> beam.FlatMap(_item_of_domain, domain))
-    run.item_titles(config, vocabulary_dir, items)
+    item_ids = run.vocabulary_ids("item", vocabulary_dir, given=vocabulary, min_count=config.min_item_count,
+                                  tokens=lambda: interactions | "DomainItems" >> beam.FlatMap(_item_of_domain, domain))
+    run.item_titles(config, vocabulary_dir)
     encoded = routed["histories"] | "Encode" >> beam.FlatMap(
-        _encode_history, beam.pvalue.AsSingleton(items)).with_outputs(beam_steps.STATS, main="examples")
+        _encode_history, beam.pvalue.AsDict(item_ids)).with_outputs(beam_steps.STATS, main="examples")
     run.add_stats(encoded[beam_steps.STATS])
     stats, elapsed = run.finish(encoded["examples"], examples_dir, config, rejects_dir, "ingestion")
 
