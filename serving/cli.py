@@ -103,7 +103,7 @@ def _serve(args) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         server = build_server(args)
-        server.start()
+        server.start(wait=False)  # answer at once (models report LOADING) while they load
     except (OSError, ValueError) as error:
         print(f"peterrec serve: {error}", file=sys.stderr)
         return 1

@@ -63,6 +63,16 @@ def _is_empty_config(config) -> bool:
     return which is not None and which("config") is None
 
 
+def _entries_of(config) -> List[model_config.ModelEntry]:
+    """The entries of a ModelServerConfig; INVALID_ARGUMENT when it is bad."""
+    if _is_empty_config(config):
+        return []
+    try:
+        return model_config.entries_of(config)
+    except model_config.ModelConfigError as error:
+        raise errors.invalid_argument(f"bad model config: {error}") from error
+
+
 class ModelManager:
     """Serves the models of a ``ModelServerConfig`` and keeps them in step with the disk.
 
@@ -87,16 +97,56 @@ class ModelManager:
         self._thread: Optional[threading.Thread] = None
         self._unload_listeners: List[Callable[[str, int], None]] = []
         self._config = config
+        self._first_load_done = threading.Event()  # cleared while start() loads the configured models
+        self._first_load_done.set()
 
     # ---- lifecycle ------------------------------------------------------------------
-    def start(self) -> None:
-        """Loads the configured models (synchronously), then starts polling."""
+    def start(self, wait: bool = True) -> None:
+        """Loads the configured models, then polls every ``poll_seconds``.
+
+        ``wait=True`` loads them before returning. ``wait=False`` only registers them (a bad
+        config raises here), then loads in a background thread: meanwhile their status shows
+        the versions loading and requests get UNAVAILABLE; ``wait_until_loaded`` blocks until
+        that first load is done. Label problems of the first load are logged, not raised.
+        """
+        if self._thread is not None:
+            return
+        self._stop.clear()
         if self._config is not None:
-            self.reload_config(self._config, check_labels=False)
-        if self.poll_seconds and self.poll_seconds > 0 and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._poll_loop, name="peterrec-model-poll", daemon=True)
-            self._thread.start()
+            with self._lock:
+                for entry in _entries_of(self._config):
+                    self._models.setdefault(entry.name, _Model(entry))
+        polling = bool(self.poll_seconds and self.poll_seconds > 0)
+        self._first_load_done.clear()
+        if wait:
+            self._first_load()
+            if not polling:
+                return
+        self._thread = threading.Thread(target=self._background, args=(not wait, polling),
+                                        name="peterrec-model-poll", daemon=True)
+        self._thread.start()
+
+    def _first_load(self) -> None:
+        try:
+            if self._config is not None:
+                self.reload_config(self._config, check_labels=False)
+                for problem in self.label_problems():
+                    LOG.warning("%s", problem)
+        finally:
+            self._first_load_done.set()
+
+    def _background(self, load: bool, poll: bool) -> None:
+        if load:
+            try:
+                self._first_load()
+            except Exception:  # noqa: BLE001 - the server keeps answering; the log says why
+                LOG.exception("loading the configured models failed")
+        if poll:
+            self._poll_loop()
+
+    def wait_until_loaded(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until the models configured at ``start()`` have been loaded (or failed to); True when done."""
+        return self._first_load_done.wait(timeout)
 
     def stop(self) -> None:
         """Stops polling (loaded versions stay until the manager is dropped)."""
@@ -133,10 +183,7 @@ class ModelManager:
         if _is_empty_config(config):
             LOG.info("taking no action for an empty model server config")
             return
-        try:
-            entries = model_config.entries_of(config)
-        except model_config.ModelConfigError as error:
-            raise errors.invalid_argument(f"bad model config: {error}") from error
+        entries = _entries_of(config)
         with self._poll_lock:
             removed = []
             with self._lock:
@@ -266,9 +313,15 @@ class ModelManager:
             raise errors.not_found(f"model {name!r} is not served; models: {sorted(self._models)}")
         return model
 
+    def _absent(self, message: str) -> errors.ServingError:
+        """NOT_FOUND, or UNAVAILABLE (retry) while the first load is still running."""
+        if not self._first_load_done.is_set():
+            return errors.ServingError(errors.UNAVAILABLE, f"{message} (the models are still loading; retry)")
+        return errors.not_found(message)
+
     def _version_of_label(self, model: _Model, label: str) -> int:
         if label not in model.labels:
-            raise errors.not_found(
+            raise self._absent(
                 f"model {model.entry.name!r} has no version label {label!r}; labels: {sorted(model.labels)}"
             )
         return model.labels[label]
@@ -283,18 +336,18 @@ class ModelManager:
                 version = self._version_of_label(model, label)
                 servable = model.available.get(version)
                 if servable is None:
-                    raise errors.not_found(
+                    raise self._absent(
                         f"label {label!r} of model {name!r} points at version {version}, which is not loaded; "
                         f"loaded versions: {sorted(model.available)}"
                     )
                 return servable
             if version is None:
                 if not model.available:
-                    raise errors.not_found(f"model {name!r} has no loaded version yet")
+                    raise self._absent(f"model {name!r} has no loaded version yet")
                 return model.available[max(model.available)]
             servable = model.available.get(version)
             if servable is None:
-                raise errors.not_found(
+                raise self._absent(
                     f"model {name!r} has no loaded version {version}; loaded versions: {sorted(model.available)}"
                 )
             return servable

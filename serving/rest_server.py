@@ -277,7 +277,12 @@ class RestServer:
         server_class = _HttpServer
         if ":" in host:
             server_class = type("_HttpServer6", (_HttpServer,), {"address_family": socket.AF_INET6})
-        self._httpd = server_class((host.strip("[]"), port), _Handler)
+        try:
+            self._httpd = server_class((host.strip("[]"), port), _Handler)
+        except OSError as error:
+            from peterrec.serving.grpc_server import host_port
+
+            raise OSError(f"cannot bind REST to {host_port(host, port)}: {error.strerror or error}") from error
         self._httpd.predictor = predictor
         self._httpd.manager = manager
         self._httpd.metrics_path = metrics_path if predictor.metrics is not None else None

@@ -6,10 +6,14 @@
         print(server.grpc_target, server.rest_url)
         ...
 
-``Server.start()`` loads every configured model before it opens the ports, then polls
-the base paths every ``poll_seconds`` (new versions load without failing in-flight
-requests; old ones unload per policy). It binds 127.0.0.1 unless ``host`` says
-otherwise; a port of ``None`` leaves that front end off.
+``Server.start()`` binds the ports first (a busy port fails at once, before any model
+loads), starts answering, then loads every configured model; ``start()`` returns once
+they are loaded, ``start(wait=False)`` at once (``peterrec serve`` does that: while a
+model loads its status shows the version LOADING and requests for it answer UNAVAILABLE;
+``wait_until_loaded()`` blocks until the load is done). Then it polls the base paths
+every ``poll_seconds`` (new versions load without failing in-flight requests; old ones
+unload per policy). It binds 127.0.0.1 unless ``host`` says otherwise; a port of
+``None`` leaves that front end off.
 """
 
 import logging
@@ -102,15 +106,16 @@ class Server:
             return model_config.build_model_server_config(list(self._config_arg))
         return self._config_arg
 
-    def start(self) -> "Server":
-        """Loads the models, opens the ports, starts polling; returns self."""
+    def start(self, wait: bool = True) -> "Server":
+        """Opens the ports, then loads the models and polls; returns self.
+
+        A port that cannot be bound raises OSError naming it, before any model loads. With
+        ``wait`` (the default) this returns once the configured models are loaded (or failed
+        to); ``wait=False`` returns as soon as the ports answer.
+        """
         config = self._read_config()
         self._config_stamp = self._stamp()
         self.manager = ModelManager(config, poll_seconds=self.poll_seconds, warmup=self.warmup)
-        self.manager.start()
-        problems = self.manager.label_problems()
-        for problem in problems:
-            LOG.warning("%s", problem)
         if self.batcher is not None:
             batcher = self.batcher
             self.manager.add_unload_listener(
@@ -136,6 +141,7 @@ class Server:
                 self._rest = RestServer(self.predictor, self.manager, self.host, self._rest_port_arg, metrics_path)
                 self.rest_port = self._rest.port
                 self._rest.start()
+            self.manager.start(wait=False)  # a bad config raises here; the models load in the background
         except BaseException:
             self.stop()
             raise
@@ -143,7 +149,13 @@ class Server:
             self._config_thread = threading.Thread(target=self._watch_config, name="peterrec-config", daemon=True)
             self._config_thread.start()
         LOG.info("serving gRPC on %s, REST on %s", self.grpc_port, self.rest_port)
+        if wait:
+            self.wait_until_loaded()
         return self
+
+    def wait_until_loaded(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until the models configured at ``start()`` are loaded (or failed to); True when done."""
+        return self.manager is not None and self.manager.wait_until_loaded(timeout)
 
     def stop(self, grace: float = 1.0) -> None:
         """Stops the front ends (in-flight calls get ``grace`` seconds) and polling."""

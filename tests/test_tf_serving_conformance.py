@@ -3,15 +3,17 @@ a client written against ``tensorflow_model_server`` relies on."""
 
 import json
 import logging
+import threading
 import urllib.error
 import urllib.request
 
 import grpc
 import pytest
-from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, predict_pb2
+from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from peterrec.serving import model_config, tensors, testing
+from peterrec.serving import model_manager as mm
 from peterrec.serving.grpc_payloads import RateLimitedLog
 from peterrec.serving.server import Server
 
@@ -100,3 +102,67 @@ def test_the_malformed_payload_log_counts_what_it_held_back(caplog):
     assert written == [True, False, False, False, False, True]
     assert "4 more since the last such line" in caplog.records[-1].getMessage()
     assert len(caplog.records) == 2 and log.total == 6
+
+
+def _counting_loads(monkeypatch, before=None):
+    """Replaces the manager's loader by one that records each load (and first calls ``before``)."""
+    calls = []
+    real = mm.load_servable
+
+    def load(*args, **kwargs):
+        calls.append(args)
+        if before is not None:
+            before()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mm, "load_servable", load)
+    return calls
+
+
+def test_a_busy_port_fails_before_any_model_loads(server, toy, monkeypatch):
+    base, _ = toy
+    calls = _counting_loads(monkeypatch)
+    entry = model_config.ModelEntry("peterrec", base)
+    for ports, port in (({"grpc_port": server.grpc_port, "rest_port": 0}, server.grpc_port),
+                        ({"grpc_port": 0, "rest_port": server.rest_port}, server.rest_port)):
+        with pytest.raises(OSError, match=f":{port}\\b"):
+            Server(model_config=[entry], poll_seconds=0, warmup=False, **ports).start()
+    assert calls == []
+
+
+def test_the_server_answers_while_its_model_loads(toy, monkeypatch):
+    base, _ = toy
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        entered.set()
+        assert release.wait(120)
+
+    _counting_loads(monkeypatch, before=hold)
+    entry = model_config.ModelEntry("peterrec", base)
+    loading = Server(model_config=[entry], grpc_port=0, rest_port=0, poll_seconds=0, warmup=False)
+    try:
+        loading.start(wait=False)
+        assert entered.wait(60)
+        with grpc.insecure_channel(loading.grpc_target) as opened:
+            status = get_model_status_pb2.GetModelStatusRequest()
+            status.model_spec.name = "peterrec"
+            answer = model_service_pb2_grpc.ModelServiceStub(opened).GetModelStatus(status, timeout=30)
+            assert [(s.version, s.state) for s in answer.model_version_status] == [
+                (1, get_model_status_pb2.ModelVersionStatus.LOADING)]
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "peterrec"
+            request.model_spec.signature_name = "embed"
+            request.inputs["items"].CopyFrom(tensors.ndarray_to_tensor_proto(tensors.string_array([["i1"]])))
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(opened)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Predict(request, timeout=30)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            with urllib.request.urlopen(loading.rest_url + "/v1/models/peterrec", timeout=30) as rest:
+                assert json.loads(rest.read())["model_version_status"][0]["state"] == "LOADING"
+            release.set()
+            assert loading.wait_until_loaded(120)
+            assert stub.Predict(request, timeout=30).outputs["embedding"].tensor_shape.dim[0].size == 1
+    finally:
+        release.set()
+        loading.stop()
