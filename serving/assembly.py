@@ -7,8 +7,10 @@ artifact's backbone fingerprint is checked first), builds the module and its sig
 writes the NEXT version ``MODEL_BASE/<N>/`` of one SavedModel whose object graph holds the
 backbone's variables ONCE and each task's own variables once, packed
 (``peterrec.serving.weight_sharing``). It is written to a hidden staging folder inside
-``MODEL_BASE`` and renamed into place, so a polling server never sees half a version. The TF
-Serving files (``models.config``, batching parameters, monitoring config) are updated beside the
+``MODEL_BASE`` and renamed into place, so a polling server never sees half a version, even
+when the export is killed (``peterrec.serving.crash_safe``: the staging folder is locked while
+its export lives, fsynced before the rename, and removed by the next export if its export
+died). The TF Serving files (``models.config``, batching parameters, monitoring config) are updated beside the
 model base (``peterrec.serving.serving_files``), and the result reports the sizes on disk
 (``peterrec.serving.size_report``).
 
@@ -26,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from peterrec.serving import signatures
+from peterrec.serving import crash_safe, signatures
 from peterrec.serving.served_tasks import AssemblyError, ServedTask, load_served_tasks
 # served_task is re-exported: benchmarks/serving.py builds modules with ``assembly.served_task``.
 from peterrec.serving.served_tasks import served_task  # noqa: F401
@@ -41,7 +43,7 @@ def next_version(model_base: str) -> int:
     """1 + the highest numeric folder under ``model_base`` (1 when there is none)."""
     if not os.path.isdir(model_base):
         return 1
-    numbers = [int(name) for name in os.listdir(model_base) if name.isdigit()]
+    numbers = [int(name) for name in os.listdir(model_base) if name.isascii() and name.isdigit()]
     return max(numbers, default=0) + 1
 
 
@@ -112,29 +114,39 @@ def warmup_rows(vocabulary) -> List[List[str]]:
 
 
 def save_version(module: ServingModule, concrete: Dict[str, object], model_base: str, metadata: Dict[str, dict],
-                 warmup_items: Optional[List[List[str]]] = None, **extra) -> Tuple[int, str]:
+                 warmup_items: Optional[List[List[str]]] = None,
+                 before_publish: Optional[Callable[[], object]] = None, **extra) -> Tuple[int, str]:
     """Saves the module as the next version under ``model_base`` (staging folder, then rename).
+
+    The staging folder is locked while it lives (``peterrec.serving.crash_safe``); staging
+    folders of exports that were killed are removed first. Everything is fsynced before the
+    rename, so the version that appears is complete even after a power cut.
 
     ``metadata``: the ``peterrec_tasks.json`` entries (``task_entries``); ``extra``: its other
     top-level keys. ``warmup_items``: rows for one warm-up request per signature (None: none).
+    ``before_publish`` runs once the version is complete in its staging folder, just before the
+    rename (``peterrec export`` pins the served versions in ``models.config`` there).
     Returns (version, path).
     """
     from peterrec.serving import warmup as warmup_module
 
     model_base = os.path.abspath(model_base)
     os.makedirs(model_base, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=model_base)
-    try:
-        tf.saved_model.save(module, staging, signatures=concrete)
-        signatures.write_tasks_metadata(staging, metadata, **extra)
+    crash_safe.remove_stale_staging(model_base)
+    with crash_safe.ExportStaging(model_base) as staging:
+        tf.saved_model.save(module, staging.model_dir, signatures=concrete)
+        signatures.write_tasks_metadata(staging.model_dir, metadata, **extra)
         if warmup_items:
             requests = warmup_module.contract_warmup_requests(os.path.basename(model_base), sorted(concrete),
                                                               warmup_items)
-            warmup_module.write_warmup_requests(staging, requests)
-        return publish_version(staging, model_base)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            warmup_module.write_warmup_requests(staging.model_dir, requests)
+        crash_safe.fsync_tree(staging.model_dir)
+        crash_safe.crash_point("export:staged")
+        if before_publish is not None:
+            before_publish()
+        published = publish_version(staging.model_dir, model_base)
+        crash_safe.fsync_dir(model_base)
+        return published
 
 
 def export_serving_model(backbone_dir: str, task_arguments: Sequence[str], model_base: str,
@@ -170,6 +182,8 @@ def export_serving_model(backbone_dir: str, task_arguments: Sequence[str], model
         version, path = save_version(
             module, concrete, model_base, task_entries(module, tasks, backbone),
             warmup_rows(vocabulary) if warmup else None,
+            before_publish=(lambda: serving_files.pin_served_versions(model_base, label, config_dir))
+            if write_serving_files else None,
             backbone_fingerprint=fingerprint, item_vocabulary_fingerprint=vocabulary.fingerprint,
             backbone_config=backbone.backbone_config.to_dict(), max_len=module.max_len,
             sources={"backbone": os.path.abspath(backbone_dir), **{t.name: t.source for t in tasks}},
@@ -177,6 +191,7 @@ def export_serving_model(backbone_dir: str, task_arguments: Sequence[str], model
     finally:
         shutil.rmtree(asset_dir, ignore_errors=True)
     log(f"published version {version}")
+    crash_safe.crash_point("export:published")
     files = {}
     if write_serving_files:
         files = serving_files.update_serving_files(model_base, version, label=label, config_dir=config_dir)

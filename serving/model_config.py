@@ -190,17 +190,14 @@ def read_model_config(path: str):
 
 
 def _write_atomic(path: str, text: str) -> str:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
-    return path
+    from peterrec.serving.crash_safe import write_text_atomic
+
+    return write_text_atomic(path, text)
 
 
 def write_model_config(path: str, config_or_entries) -> str:
-    """Writes ``models.config`` (atomically: a polling server never reads half a file)."""
+    """Writes ``models.config`` (atomically and durably: a polling server never reads half a file,
+    even when the writer is killed; ``peterrec.serving.crash_safe.write_text_atomic``)."""
     return _write_atomic(path, model_config_text(config_or_entries))
 
 

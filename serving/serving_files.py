@@ -9,16 +9,22 @@
   they do not exist yet (edits made by people are never overwritten).
 
 The file formats and writers are ``peterrec.serving.model_config``'s; this module only decides
-what goes in them.
+what goes in them. Every file is replaced atomically (a killed export leaves the old file or the
+new one), and concurrent exports take turns on ``models.config`` (a ``flock`` on the hidden
+``.models.config.lock`` beside it).
 """
 
+import dataclasses
 import os
 from typing import Dict, Iterable, Optional
 
-from peterrec.serving import model_config
+from peterrec.serving import crash_safe, model_config
 
 STABLE = "stable"
 CANARY = "canary"
+# flock'd around the read-modify-write of models.config, so two exports never lose each other's
+# entry or label (hidden; the server reads only models.config itself).
+CONFIG_LOCK_FILE = ".models.config.lock"
 
 
 def validate_label(label: str) -> str:
@@ -77,6 +83,44 @@ def update_serving_files(model_base: str, version: int, label: Optional[str] = N
     name = os.path.basename(model_base)
     config_dir = os.path.abspath(config_dir or os.path.dirname(model_base))
     config_path = os.path.join(config_dir, model_config.MODELS_CONFIG_FILE)
+    with crash_safe.exclusive_lock(os.path.join(config_dir, CONFIG_LOCK_FILE)):
+        return _update_locked(config_dir, config_path, model_base, name, version, label, batching, monitoring)
+
+
+def pin_served_versions(model_base: str, label: Optional[str] = None, config_dir: Optional[str] = None) -> bool:
+    """Before a new version is published: pins the model's policy to the versions served now when
+    the new version would otherwise push a labelled version out of a ``latest`` window.
+
+    Called by ``peterrec export`` before its rename. Without it, a server polling the base path
+    would load the new version and unload the labelled one until ``models.config`` is updated
+    (for good, if the export is killed in between). It pins only when the update after publishing
+    gives a ``specific`` policy anyway, and that update turns out the same from the pinned entry.
+    Returns True when it rewrote ``models.config``.
+    """
+    model_base = os.path.abspath(model_base)
+    name = os.path.basename(model_base)
+    config_dir = os.path.abspath(config_dir or os.path.dirname(model_base))
+    config_path = os.path.join(config_dir, model_config.MODELS_CONFIG_FILE)
+    if not os.path.exists(config_path):
+        return False
+    with crash_safe.exclusive_lock(os.path.join(config_dir, CONFIG_LOCK_FILE)):
+        entries = model_config.entries_of(model_config.read_model_config(config_path))
+        previous = next((entry for entry in entries if entry.name == name), None)
+        if previous is None or previous.policy == model_config.POLICY_SPECIFIC:
+            return False
+        on_disk = set(versions_on_disk(model_base))
+        upcoming = plan_entry(name, model_base, max(on_disk, default=0) + 1, label, previous, on_disk)
+        if upcoming.policy != model_config.POLICY_SPECIFIC:
+            return False
+        served = set(previous.wants(on_disk)) | {v for v in previous.labels.values() if v in on_disk}
+        if not served:
+            return False
+        pinned = dataclasses.replace(previous, policy=model_config.POLICY_SPECIFIC, versions=tuple(sorted(served)))
+        model_config.write_model_config(config_path, [pinned if e.name == name else e for e in entries])
+    return True
+
+
+def _update_locked(config_dir, config_path, model_base, name, version, label, batching, monitoring):
     entries = []
     if os.path.exists(config_path):
         entries = model_config.entries_of(model_config.read_model_config(config_path))

@@ -71,3 +71,29 @@ def test_labels_of_deleted_versions_are_dropped_and_policies_kept():
     assert entry.policy == "all" and entry.labels == {"stable": 1, "canary": 2}
     with pytest.raises(ValueError, match="version label"):
         serving_files.validate_label("a b")
+
+
+def test_served_versions_are_pinned_before_a_version_that_would_drop_a_label(tmp_path):
+    base = str(tmp_path / "recs")
+    _version(base, 1)
+    serving_files.update_serving_files(base, 1, label="stable")
+    assert not serving_files.pin_served_versions(base, label="stable")  # the label moves: latest 1 fits
+    assert serving_files.pin_served_versions(base)  # an unlabelled version 2 would push stable=1 out
+    (entry,) = _entry(str(tmp_path))
+    assert (entry.policy, entry.versions, entry.labels) == ("specific", (1,), {"stable": 1})
+    _version(base, 2)  # published: a polling server keeps serving exactly version 1
+    assert entry.wants([1, 2]) == [1]
+    serving_files.update_serving_files(base, 2)
+    (after,) = _entry(str(tmp_path))
+    assert (after.policy, after.versions, after.labels) == ("specific", (1, 2), {"stable": 1})
+    assert not serving_files.pin_served_versions(base)  # already specific
+
+
+def test_nothing_is_pinned_without_labels_or_config(tmp_path):
+    base = str(tmp_path / "recs")
+    _version(base, 1)
+    assert not serving_files.pin_served_versions(base)
+    serving_files.update_serving_files(base, 1)
+    assert not serving_files.pin_served_versions(base)
+    (entry,) = _entry(str(tmp_path))
+    assert (entry.policy, entry.num_versions) == ("latest", 1)
