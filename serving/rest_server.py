@@ -17,6 +17,7 @@ Errors answer ``{"error": "..."}`` with 400 (bad request, unknown signature), 40
 model, version, label or path), 405, 411, 413 (body too large), 500 or 503.
 """
 
+import errno
 import json
 import logging
 import re
@@ -269,16 +270,48 @@ class _HttpServer(ThreadingHTTPServer):
         LOG.debug("REST connection from %s failed", client_address, exc_info=True)
 
 
+class _HttpServer6(_HttpServer):
+    address_family = socket.AF_INET6
+
+
+class _DualStackHttpServer(_HttpServer6):
+    """One IPv6 socket that takes IPv4 connections too (IPV6_V6ONLY off), as gRPC listens."""
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+# A machine without IPv6 answers these when a dual-stack socket is asked for: use IPv4 then.
+_NO_IPV6 = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
+
+
+def _bind(host: str, port: int) -> _HttpServer:
+    """The HTTP server bound to ``host:port``; a wildcard host listens on IPv4 and IPv6 both."""
+    if host in WILDCARD_HOSTS and socket.has_ipv6:
+        try:
+            return _DualStackHttpServer(("::", port), _Handler)
+        except OSError as error:
+            if error.errno not in _NO_IPV6:
+                raise
+            LOG.info("IPv6 is unavailable (%s); REST listens on IPv4 only", error)
+        return _HttpServer(("0.0.0.0", port), _Handler)
+    if ":" in host:
+        return _HttpServer6((host.strip("[]"), port), _Handler)
+    return _HttpServer((host, port), _Handler)
+
+
 class RestServer:
-    """TF Serving's REST API on ``host:port`` (0 picks a free port; ``port`` tells which)."""
+    """TF Serving's REST API on ``host:port`` (0 picks a free port; ``port`` tells which).
+
+    A wildcard host (``0.0.0.0`` or ``::``) listens on IPv4 and IPv6, as the gRPC front end does.
+    """
 
     def __init__(self, predictor: Predictor, manager, host: str = "127.0.0.1", port: int = 8501,
                  metrics_path: Optional[str] = None):
-        server_class = _HttpServer
-        if ":" in host:
-            server_class = type("_HttpServer6", (_HttpServer,), {"address_family": socket.AF_INET6})
         try:
-            self._httpd = server_class((host.strip("[]"), port), _Handler)
+            self._httpd = _bind(host, port)
         except OSError as error:
             from peterrec.serving.grpc_server import host_port
 

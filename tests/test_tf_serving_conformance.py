@@ -3,6 +3,7 @@ a client written against ``tensorflow_model_server`` relies on."""
 
 import json
 import logging
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -166,3 +167,33 @@ def test_the_server_answers_while_its_model_loads(toy, monkeypatch):
     finally:
         release.set()
         loading.stop()
+
+
+def _ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_a_wildcard_host_serves_rest_and_grpc_on_ipv4_and_ipv6(toy, host):
+    base, _ = toy
+    entry = model_config.ModelEntry("peterrec", base)
+    loopbacks = ["127.0.0.1"] + (["[::1]"] if _ipv6_loopback() else [])
+    with Server(model_config=[entry], host=host, grpc_port=0, rest_port=0, poll_seconds=0, warmup=False) as running:
+        for loopback in loopbacks:
+            url = f"http://{loopback}:{running.rest_port}/v1/models/peterrec"
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                assert json.loads(answer.read())["model_version_status"][0]["state"] == "AVAILABLE"
+            with grpc.insecure_channel(f"{loopback}:{running.grpc_port}") as opened:
+                status = get_model_status_pb2.GetModelStatusRequest()
+                status.model_spec.name = "peterrec"
+                stub = model_service_pb2_grpc.ModelServiceStub(opened)
+                assert stub.GetModelStatus(status, timeout=30).model_version_status[0].version == 1
+    if len(loopbacks) == 1:
+        pytest.skip("IPv4 checked; this machine has no IPv6 loopback (::1), so the IPv6 half was not")
