@@ -41,7 +41,9 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", action="append", default=None, metavar="NAME=FRACTION",
                         help="user split, repeatable (default train=0.8 eval=0.1 test=0.1)")
     parser.add_argument("--split-salt", default="", help="salt of the user-id hash that assigns splits")
-    parser.add_argument("--num-shards", type=int, default=0, help="TFRecord shards per split (0: Beam chooses)")
+    parser.add_argument("--num-shards", type=int, default=0,
+                        help="TFRecord files per split (0: one per 64 MiB of input); "
+                             "the same input gives the same files on every run")
     parser.add_argument("--beam-arg", action="append", default=[], metavar="--FLAG=VALUE",
                         help="a Beam pipeline option passed through unchanged, repeatable; write it with '=', "
                              "e.g. --beam-arg=--runner=FlinkRunner (default: DirectRunner on all cores)")

@@ -48,7 +48,7 @@ class IngestConfig:
     min_item_count: int = 1
     domain: Optional[str] = None
     domain_rule: Optional[str] = None
-    num_shards: int = 0
+    num_shards: int = 0           # files a split; 0 = one per 64 MiB of input (output_files), never the runner's choice
     chunk_bytes: int = 0          # bytes per read chunk; 0 = sized from the input and the workers
 
     def __post_init__(self):
@@ -93,7 +93,8 @@ class IngestConfig:
         if not isinstance(self.min_item_count, int) or self.min_item_count < 1:
             raise ValueError(f"min_item_count must be an integer >= 1, got {self.min_item_count!r}")
         if not isinstance(self.num_shards, int) or self.num_shards < 0:
-            raise ValueError(f"num_shards must be an integer >= 0 (0 lets Beam choose), got {self.num_shards!r}")
+            raise ValueError(f"num_shards must be an integer >= 0 (0: one per 64 MiB of input), "
+                             f"got {self.num_shards!r}")
         if self.chunk_bytes < 0:
             raise ValueError(f"chunk_bytes must be >= 0, got {self.chunk_bytes}")
         if self.domain_rule is not None:

@@ -149,9 +149,10 @@ def publish_summary(summary: IngestSummary, config: IngestConfig, rejects_dir: s
     The checks: every interaction read is accounted for, something was read, and the
     rejected fraction is within ``max_reject_fraction``.
     """
-    from peterrec.components import beam_steps
+    from peterrec.components import beam_steps, output_files
 
-    beam_steps.write_text(os.path.join(rejects_dir, beam_steps.SUMMARY_FILE), summary.to_json())
+    # Written last and atomically: a summary marks a complete run (output_files).
+    output_files.write_atomically(os.path.join(rejects_dir, beam_steps.SUMMARY_FILE), summary.to_json().encode("utf-8"))
     log_summary(summary.format_table())
     if summary.accounted != summary.read:
         raise IngestError(f"accounting error: kept+truncated+filtered+dropped+rejected = {summary.accounted:,} "

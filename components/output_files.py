@@ -19,11 +19,22 @@ at its start, ``commit`` at its end) and writes everything again.
 
 import hashlib
 import os
+import signal
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 STAGING = ".peterrec-staging"
 BYTES_PER_SHARD = 64 << 20   # input bytes per output shard when the count is not given
 MAX_DEFAULT_SHARDS = 256
+KILL_AT_ENV = "PETERREC_TEST_KILL_AT"   # crash-safety tests: the process kills itself at this point
+
+
+def kill_point_for_tests(point: str) -> None:
+    """Crash-safety tests: SIGKILLs this process at ``point`` when ``PETERREC_TEST_KILL_AT`` names it.
+
+    A real ``kill -9`` at a moment a test could not hit reliably from outside (mid-commit).
+    """
+    if os.environ.get(KILL_AT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def default_num_shards(input_bytes: int) -> int:
@@ -92,6 +103,7 @@ def commit(folders: Sequence[str], previous: Sequence[str]) -> None:
             target = os.path.join(folder, name)
             _delete_if_exists([target])
             FileSystems.rename([os.path.join(staging, name)], [target])
+            kill_point_for_tests("commit")
         _delete_if_exists([staging])
 
 
