@@ -1,13 +1,15 @@
-"""Keras callbacks of the training loops: per-epoch checkpoints that resume, early stopping whose
-state survives an interruption, hparams and item-embedding projector logs for TensorBoard, and a
-per-epoch history file.
+"""Keras callbacks of the training loops: per-epoch and every-N-steps checkpoints that resume,
+early stopping whose state survives an interruption, hparams and item-embedding projector logs for
+TensorBoard, and a per-epoch history file.
 
-Resuming: ``EpochCheckpoint`` saves a ``tf.train.CheckpointManager`` checkpoint after every
-epoch. The checkpoint holds the model variables, the optimizer, an epoch counter and the
-``EarlyStoppingState``, so a run restarted after a crash restores all of them and calls
-``fit(initial_epoch=epoch)``: it continues where it stopped and ends after the same number of
-epochs. Early stopping is done inside ``EpochCheckpoint`` (before the save) so the saved state is
-always the state after that epoch.
+Resuming: ``EpochCheckpoint`` saves a checkpoint after every epoch and ``StepCheckpoint`` every N
+steps within an epoch (``trainer/checkpointing.py`` writes them so that a kill never leaves the
+index naming a half-written one). The checkpoint holds the model variables, the optimizer, an
+epoch counter, the steps done in the current epoch and the ``EarlyStoppingState``, so a run
+restarted after a crash restores all of them and continues at that step of that epoch
+(``loop.fit_resumably``): it loses at most N steps and ends after the same number of epochs.
+Early stopping is done inside ``EpochCheckpoint`` (before the save) so the saved state is always
+the state after that epoch.
 """
 
 import json
@@ -18,6 +20,8 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
+
+from peterrec.trainer import fault_points
 
 
 def monitor_mode(monitor: str) -> str:
@@ -79,18 +83,21 @@ class EpochCheckpoint(keras.callbacks.Callback):
     manager: CheckpointManager whose checkpoint holds the model, optimizer, ``epoch`` and
     ``early_stopping``. best_manager: CheckpointManager of the weights alone, written when the
     monitored value improves (restored at the end of training). epoch: int64 variable counting
-    finished epochs.
+    finished epochs. step_in_epoch: int64 variable of the steps done in the current epoch (see
+    ``StepCheckpoint``), set to 0 before the save.
     """
 
     def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable,
                  early_stopping: Optional[EarlyStoppingState] = None,
-                 best_manager: Optional[tf.train.CheckpointManager] = None, verbose: int = 1):
+                 best_manager: Optional[tf.train.CheckpointManager] = None, verbose: int = 1,
+                 step_in_epoch: Optional[tf.Variable] = None):
         super().__init__()
         self.manager = manager
         self.epoch = epoch
         self.early_stopping = early_stopping
         self.best_manager = best_manager
         self.verbose = verbose
+        self.step_in_epoch = step_in_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -105,6 +112,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             if improved and self.best_manager is not None:
                 self.best_manager.save(checkpoint_number=finished)
         self.epoch.assign(finished)
+        if self.step_in_epoch is not None:
+            self.step_in_epoch.assign(0)
         path = self.manager.save(checkpoint_number=finished)
         if self.verbose:
             print(f"epoch {finished}: checkpoint {path}", flush=True)
@@ -115,6 +124,45 @@ class EpochCheckpoint(keras.callbacks.Callback):
                       f"{self.early_stopping.patience} epochs (best {state['best']:.5f} at epoch "
                       f"{state['best_epoch']})", flush=True)
             self.model.stop_training = True
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Saves a checkpoint every ``every_steps`` training steps within an epoch (0: never), named
+    ``ckpt-<epoch>-step-<s>``, with ``step_in_epoch`` = s so that a resumed run starts at step s.
+
+    Counting starts from ``step_in_epoch`` at each epoch's start (the steps a resumed run skips);
+    the last step of an epoch is left to ``EpochCheckpoint``. ``steps_per_epoch``: the full
+    epoch's steps. After each step it passes ``fault_points.pause_here("step", ...)`` with the
+    step counted over the whole run (epochs x steps_per_epoch + s), where kill tests stop it.
+    """
+
+    def __init__(self, manager, epoch: tf.Variable, step_in_epoch: tf.Variable, every_steps: int,
+                 steps_per_epoch: int, verbose: int = 1):
+        super().__init__()
+        if int(every_steps) < 0:
+            raise ValueError(f"every_steps must be >= 0, got {every_steps}")
+        self._supports_tf_logs = True  # the logs are not read: Keras need not copy them every step
+        self.manager = manager
+        self.epoch = epoch
+        self.step_in_epoch = step_in_epoch
+        self.every_steps = int(every_steps)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.verbose = verbose
+        self._epoch = 0
+        self._step = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._step = int(self.step_in_epoch.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self.every_steps and self._step % self.every_steps == 0 and self._step < self.steps_per_epoch:
+            self.step_in_epoch.assign(self._step)
+            path = self.manager.save(name=f"{self.manager.prefix}-{self._epoch + 1}-step-{self._step}")
+            if self.verbose:
+                print(f"epoch {self._epoch + 1}, step {self._step}: checkpoint {path}", flush=True)
+        fault_points.pause_here("step", step=self._epoch * self.steps_per_epoch + self._step)
 
 
 class StepTimer(keras.callbacks.Callback):

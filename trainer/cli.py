@@ -44,6 +44,12 @@ def _add_loop_arguments(parser, defaults) -> None:
                              f"(0: off; default {defaults.early_stopping_patience})")
     parser.add_argument("--monitor", default=None, help="eval metric for early stopping and the best epoch")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="training steps per epoch (default: one pass)")
+    parser.add_argument("--checkpoint-every-steps", type=int, default=defaults.checkpoint_every_steps,
+                        help="also checkpoint every N steps within an epoch, so a killed run loses at most N "
+                             f"steps (0: only per epoch; default {defaults.checkpoint_every_steps})")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic ops (tf.config.experimental.enable_op_determinism): an interrupted "
+                             "and resumed run ends with the same weights as an uninterrupted one")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress output")
 
 
@@ -65,7 +71,7 @@ def register(subparsers) -> None:
     pretrain = subparsers.add_parser(
         "pretrain", help="pretrain a NextItNet / GRec backbone on behaviour sequences",
         description="Pretrain the backbone (next-item or cloze objective), with a checkpoint per epoch "
-        "(rerun the same command to resume), TensorBoard logs under OUTPUT/logs and the backbone export "
+        "and every --checkpoint-every-steps steps (rerun the same command to resume), TensorBoard logs under OUTPUT/logs and the backbone export "
         "under OUTPUT/export.")
     pretrain.add_argument("--examples", required=True, help="Examples folder (Split-train/, Split-eval/)")
     pretrain.add_argument("--vocabulary", required=True, help="item vocabulary folder (or vocabulary.json)")
@@ -136,7 +142,8 @@ def register(subparsers) -> None:
 def _loop_fields(args) -> dict:
     fields = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
               "max_len": args.max_len, "seed": args.seed, "early_stopping_patience": args.patience,
-              "steps_per_epoch": args.steps_per_epoch, "verbose": 0 if args.quiet else 2}
+              "steps_per_epoch": args.steps_per_epoch, "checkpoint_every_steps": args.checkpoint_every_steps,
+              "deterministic": args.deterministic, "verbose": 0 if args.quiet else 2}
     if args.monitor:
         fields["monitor"] = args.monitor
     return fields

@@ -8,12 +8,14 @@ candidates), prints its trainable parameter count against fine-all's, and writes
 ``output_dir``::
 
     run_config.json       config, backbone fingerprint, task vocabulary fingerprint
-    checkpoints/          a checkpoint per epoch (task variables, optimizer, epoch, early stopping)
+    checkpoints/          a checkpoint per epoch and every ``checkpoint_every_steps`` steps (task
+                          variables, optimizer, epoch, step in the epoch, early stopping)
     logs/                 TensorBoard train/ and validation/ scalars, the hparams session, history.jsonl
     patch/                the patch artifact (docs/architecture.md contract 4), unless patch_dir
     metrics.json          final metrics (test split if there is one, else eval), sizes, counts
 
-An interrupted run resumes from its last checkpoint, like pretraining.
+An interrupted run resumes from its last checkpoint, like pretraining (at most
+``checkpoint_every_steps`` steps lost; with ``deterministic``, the weights of an uninterrupted run).
 """
 
 import dataclasses
@@ -22,9 +24,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from peterrec.components.vocabulary import Vocabulary
 from peterrec.trainer.config import TaskConfig, dataclass_from_dict
-from peterrec.trainer.loop import (METRICS_FILE, TrainingState, check_or_write_run_config, fit_resumably,
-                                   load_vocabulary_of_kind, plain_metrics, vocabulary_errors_explained,
-                                   write_json)
+from peterrec.trainer.loop import (DEFAULT_CHECKPOINT_EVERY_STEPS, METRICS_FILE, TrainingState,
+                                   check_or_write_run_config, fit_resumably, load_vocabulary_of_kind, plain_metrics,
+                                   vocabulary_errors_explained, write_json)
 
 LR_SCHEDULES = ("constant", "cosine")
 LR_FLOOR = 0.05  # the cosine schedule ends at this fraction of the initial learning rate
@@ -62,6 +64,8 @@ class FinetuneConfig:
     steps_per_epoch: Optional[int] = None
     shuffle_buffer: int = 10_000
     max_checkpoints: int = 2
+    checkpoint_every_steps: int = DEFAULT_CHECKPOINT_EVERY_STEPS
+    deterministic: bool = False
     task_vocabulary: Optional[str] = None
     item_vocabulary: Optional[str] = None
     verbose: int = 1
@@ -91,6 +95,7 @@ class FinetuneConfig:
         check(self.max_targets is None or int(self.max_targets) >= 1, "max_targets must be >= 1")
         check(self.steps_per_epoch is None or int(self.steps_per_epoch) >= 1, "steps_per_epoch must be >= 1")
         check(int(self.max_checkpoints) >= 1, "max_checkpoints must be >= 1")
+        check(int(self.checkpoint_every_steps) >= 0, "checkpoint_every_steps must be >= 0 (0: per epoch only)")
         return self
 
     def to_dict(self) -> Dict[str, Any]:
@@ -162,13 +167,15 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
     import tf_keras as keras
 
     from peterrec.trainer import artifacts, data
-    from peterrec.trainer.runtime import skip_autograph_for_tf_keras
+    from peterrec.trainer.runtime import enable_determinism, skip_autograph_for_tf_keras
     from peterrec.trainer.strategies import fresh_backbone_like
     from peterrec.trainer.task_model import build_task_model
 
     skip_autograph_for_tf_keras()
     config.validate()
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        enable_determinism(config.seed)
     backbone, backbone_config, item_vocabulary = artifacts.load_backbone(backbone_dir, trainable=False)
     backbone_fingerprint = artifacts.read_backbone_metadata(backbone_dir)["fingerprint"]
     task, task_vocabulary = _resolve_task(config, item_vocabulary)
@@ -176,7 +183,7 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
                   "task_config": task.to_dict(), "backbone_fingerprint": backbone_fingerprint,
                   "vocabulary_fingerprint": item_vocabulary.fingerprint,
                   "task_vocabulary_fingerprint": task_vocabulary.fingerprint if task_vocabulary else None}
-    check_or_write_run_config(output_dir, run_config, ["backbone_fingerprint", "vocabulary_fingerprint",
+    resuming = check_or_write_run_config(output_dir, run_config, ["backbone_fingerprint", "vocabulary_fingerprint",
                                                        "task_vocabulary_fingerprint", "task_config"])
 
     train_files = _split_files(data, task_examples_dir, "train", train_files)
@@ -203,9 +210,9 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
     report = model.parameter_report()
     state = TrainingState(output_dir, artifacts.task_trackables(model), model.optimizer, config.resolved_monitor,
                           config.early_stopping_patience, config.max_checkpoints)
-    initial_epoch = state.restore()
+    state.restore()
     if config.verbose:
-        action = f"resuming after epoch {initial_epoch}" if initial_epoch else "starting"
+        action = state.describe_start(resuming)
         print(f"finetune {task.name!r} ({task.kind}, {task.strategy}): {action}; {num_train} training examples; "
               f"trainable parameters {report['trainable_params']:,} = {report['trainable_percent']:.2f}% of "
               f"fine-all's {report['fine_all_params']:,}", flush=True)

@@ -19,7 +19,8 @@ Evaluation (``config.evaluation``):
 It writes, under ``output_dir``::
 
     run_config.json       the config, vocabulary fingerprint and backbone config of the run
-    checkpoints/          a checkpoint per epoch (model, optimizer, epoch, early-stopping state)
+    checkpoints/          a checkpoint per epoch and every ``checkpoint_every_steps`` steps (model,
+                          optimizer, epoch, step in the epoch, early-stopping state)
     checkpoints/best/     the weights of the best epoch on the monitored eval metric
     logs/                 TensorBoard: train/ and validation/ scalars, the hparams session, projector/
     logs/history.jsonl    one line per epoch
@@ -27,8 +28,10 @@ It writes, under ``output_dir``::
     metrics.json          the final evaluation
 
 An interrupted run started again with the same ``output_dir`` resumes from its last checkpoint
-(epoch counter, weights, optimizer and early-stopping state) and ends after ``config.epochs``
-epochs in all. The vocabulary is checked: a config whose ``vocab_size`` disagrees with the
+(epoch counter, step within the epoch, weights, optimizer and early-stopping state) and ends after
+``config.epochs`` epochs in all; a kill, even in the middle of a checkpoint write, loses at most
+``checkpoint_every_steps`` steps, and with ``deterministic`` the resumed run ends with the weights
+of an uninterrupted one. The vocabulary is checked: a config whose ``vocab_size`` disagrees with the
 vocabulary, a resume with another vocabulary, or examples holding ids outside it fail clearly.
 """
 
@@ -38,9 +41,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from peterrec.components.vocabulary import Vocabulary, VocabularyMismatchError, load_item_titles
 from peterrec.trainer.config import BackboneConfig, dataclass_from_dict
-from peterrec.trainer.loop import (METRICS_FILE, RunMismatchError, TrainingState,  # noqa: F401 (re-exported)
-                                   check_or_write_run_config, fit_resumably, load_vocabulary_of_kind,
-                                   plain_metrics, vocabulary_errors_explained, write_json)
+from peterrec.trainer.loop import (DEFAULT_CHECKPOINT_EVERY_STEPS, METRICS_FILE,  # noqa: F401 (re-exported)
+                                   RunMismatchError, TrainingState, check_or_write_run_config, fit_resumably,
+                                   load_vocabulary_of_kind, plain_metrics, vocabulary_errors_explained, write_json)
 
 OBJECTIVES = ("next_item", "cloze")
 SOFTMAX_KINDS = ("full", "sampled")
@@ -64,6 +67,10 @@ class PretrainConfig:
     restore_best: export the best epoch's weights rather than the last.
     steps_per_epoch: cap on training steps per epoch (None: one pass over the data).
     verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+    max_checkpoints: per-epoch checkpoints kept. checkpoint_every_steps: also save every that many
+    steps within an epoch (0: only per epoch); a killed run loses at most that many steps.
+    deterministic: ``tf.config.experimental.enable_op_determinism()`` for the process, so that an
+    interrupted and resumed run ends with the same weights as an uninterrupted one.
     """
 
     backbone: BackboneConfig = dataclasses.field(default_factory=lambda: BackboneConfig(vocab_size=0))
@@ -83,6 +90,8 @@ class PretrainConfig:
     steps_per_epoch: Optional[int] = None
     shuffle_buffer: int = 10_000
     max_checkpoints: int = 3
+    checkpoint_every_steps: int = DEFAULT_CHECKPOINT_EVERY_STEPS
+    deterministic: bool = False
     verbose: int = 1
 
     def __post_init__(self):
@@ -113,6 +122,7 @@ class PretrainConfig:
         check(int(self.early_stopping_patience) >= 0, "early_stopping_patience must be >= 0")
         check(self.steps_per_epoch is None or int(self.steps_per_epoch) >= 1, "steps_per_epoch must be >= 1")
         check(int(self.max_checkpoints) >= 1, "max_checkpoints must be >= 1")
+        check(int(self.checkpoint_every_steps) >= 0, "checkpoint_every_steps must be >= 0 (0: per epoch only)")
         return self
 
     def resolved_backbone(self, vocabulary: Vocabulary) -> BackboneConfig:
@@ -178,11 +188,13 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
 
     from peterrec.trainer import artifacts, data, windows
     from peterrec.trainer import callbacks as callbacks_lib
-    from peterrec.trainer.runtime import skip_autograph_for_tf_keras
+    from peterrec.trainer.runtime import enable_determinism, skip_autograph_for_tf_keras
 
     skip_autograph_for_tf_keras()
     config.validate()
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        enable_determinism(config.seed)
     vocabulary = load_vocabulary_of_kind(vocabulary_dir, "item", "pretraining")
     backbone_config = config.resolved_backbone(vocabulary)
     run_config = {"kind": "pretrain", "config": config.to_dict(), "backbone_config": backbone_config.to_dict(),
@@ -211,10 +223,10 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
         trackables["objective_rng"] = generator
     state = TrainingState(output_dir, trackables, model.optimizer, config.monitor,
                           config.early_stopping_patience, config.max_checkpoints)
-    initial_epoch = state.restore()
+    state.restore()
     log_dir = os.path.join(output_dir, "logs")
     if config.verbose:
-        action = f"resuming after epoch {initial_epoch}" if initial_epoch else ("restarting" if resuming else "starting")
+        action = state.describe_start(resuming)
         print(f"pretrain: {action}; {num_train} sequences, {train_stats['targets']:,} training targets in "
               f"{train_stats['windows']:,} windows of up to {config.max_len} items per epoch, {config.evaluation} "
               f"evaluation, {config.objective} objective, {config.softmax} softmax, "

@@ -23,3 +23,15 @@ def skip_autograph_for_tf_keras() -> None:
     if not any(isinstance(r, config_lib.DoNotConvert) and r.matches("tf_keras") for r in rules):
         config.CONVERSION_RULES = (config_lib.DoNotConvert("tf_keras"),) + rules
     _CONFIGURED = True
+
+
+def enable_determinism(seed: int) -> None:
+    """Makes training repeatable bit for bit on one machine: seeds Python, NumPy and TensorFlow and
+    turns on ``tf.config.experimental.enable_op_determinism()`` (ops with a deterministic kernel
+    use it, tf.data runs in order, and an op without one fails rather than vary). Process-wide
+    and not undone: the command line's ``--deterministic`` calls it once per process."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
