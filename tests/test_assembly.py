@@ -215,7 +215,7 @@ def test_task_names_must_be_unique_and_not_reserved(assembled, tmp_path):
 
 def test_next_version_is_one_past_the_highest(tmp_path):
     assert assembly.next_version(str(tmp_path / "missing")) == 1
-    for name in ("1", "5", ".export-x", "notes"):
+    for name in ("1", "5", ".export-x", "notes", "\u00b2"):  # "\u00b2".isdigit() but int() refuses it
         os.makedirs(tmp_path / name)
     assert assembly.next_version(str(tmp_path)) == 6
 

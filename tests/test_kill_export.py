@@ -31,10 +31,12 @@ def _age(path: str, seconds: float) -> None:
 def test_only_stale_staging_folders_are_removed(tmp_path):
     base = str(tmp_path)
     live = crash_safe.ExportStaging(base)
-    dead = crash_safe.ExportStaging(base)
-    os.makedirs(dead.model_dir)
-    os.close(dead._descriptor)  # as when its process is killed: the kernel drops the lock
-    dead._descriptor = None
+    code = ("import os, signal, sys; from peterrec.serving import crash_safe; "
+            "staging = crash_safe.ExportStaging(sys.argv[1]); os.makedirs(staging.model_dir); "
+            "print(staging.folder, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", code, base], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    dead = killed.stdout.strip()
     young_unlocked = os.path.join(base, ".export-young")
     old_unlocked = os.path.join(base, ".export-old")
     os.makedirs(young_unlocked)
@@ -43,7 +45,7 @@ def test_only_stale_staging_folders_are_removed(tmp_path):
     os.makedirs(os.path.join(base, "1"))
     try:
         removed = crash_safe.remove_stale_staging(base)
-        assert sorted(removed) == sorted([dead.folder, old_unlocked])
+        assert sorted(removed) == sorted([dead, old_unlocked])
         assert sorted(os.listdir(base)) == sorted(["1", os.path.basename(live.folder), ".export-young"])
     finally:
         live.close()
