@@ -135,6 +135,8 @@ def test_config_validation_and_round_trip():
         PretrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="softmax"):
         _config(softmax="hierarchical").validate()
+    with pytest.raises(ValueError, match="checkpoint_every_steps"):
+        _config(checkpoint_every_steps=-1).validate()
 
 
 def test_leave_one_out_trains_every_users_history_less_two_items(dataset, tmp_path):

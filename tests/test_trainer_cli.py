@@ -30,6 +30,11 @@ def test_arguments_map_to_configs():
     assert config.backbone.causal is False and config.objective == "cloze"
     assert (config.softmax, config.num_sampled, config.epochs, config.early_stopping_patience, config.verbose) == \
         ("sampled", 7, 3, 0, 0)
+    assert (config.checkpoint_every_steps, config.deterministic) == (500, False)
+    args = parser.parse_args(["pretrain", "--examples", "e", "--vocabulary", "v", "--output", "o",
+                              "--checkpoint-every-steps", "25", "--deterministic"])
+    config = cli.pretrain_config_from_args(args)
+    assert (config.checkpoint_every_steps, config.deterministic) == (25, True)
     args = parser.parse_args(["finetune", "--backbone", "b", "--examples", "e", "--task-name", "age", "--kind",
                               "classification", "--strategy", "iak", "--output", "o", "--readout", "mean",
                               "--bottleneck", "4", "--placement", "parallel", "--no-layer-norm", "--lr", "0.01"])
@@ -38,16 +43,18 @@ def test_arguments_map_to_configs():
     assert (task.name, task.kind, task.strategy, task.readout) == ("age", "classification", "iak", "mean")
     assert task.effective_adapter().kind == "iak" and task.adapter.placement == "parallel"
     assert task.adapter.bottleneck == 4 and task.train_layer_norm is False and config.learning_rate == 0.01
+    assert (config.checkpoint_every_steps, config.deterministic) == (500, False)
     # The defaults are the recipe: tcl+mean with a LayerNorm per part, cosine decay, val_loss.
     assert (task.readout_norm, task.head_embedding_dim, config.lr_schedule) == (True, 0, "cosine")
     assert (config.epochs, config.early_stopping_patience, config.max_len, config.resolved_monitor) == \
         (30, 5, 200, "val_loss")
     args = parser.parse_args(["finetune", "--backbone", "b", "--examples", "e", "--task-name", "genre",
                               "--kind", "cold_start", "--output", "o", "--no-readout-norm", "--head-embedding-dim", "8",
-                              "--lr-schedule", "constant"])
+                              "--lr-schedule", "constant", "--checkpoint-every-steps", "0", "--deterministic"])
     config = cli.finetune_config_from_args(args)
     assert (config.task.readout, config.task.readout_norm, config.task.head_embedding_dim, config.lr_schedule) == \
         ("tcl+mean", False, 8, "constant")
+    assert (config.checkpoint_every_steps, config.deterministic) == (0, True)
     with pytest.raises(SystemExit):
         parser.parse_args(["pretrain", "--examples", "e", "--vocabulary", "v", "--output", "o", "--dilations", "1,x"])
 
