@@ -235,7 +235,46 @@ class Client:
         return self._top_k(signatures.NEXT_ITEMS_SIGNATURE, items, k)
 
     def classify(self, task: str, items: Items):
-        """A classification task's ``Classification`` (label, label_id, probability of every class)."""
+        """A classification task's ``Classification`` (label, label_id, probability of every class).
+
+        Asks TF Serving's Classify API on the task's classify signature (``<task>_classify``); a
+        model exported before it had those signatures is asked through Predict on ``<task>``.
+        """
+        rows, is_batch = _rows(items)
+        try:
+            results = self._classify_call(signatures.classify_signature_name(task), rows)
+        except ServingError as error:
+            if "No signature was found with the name" not in error.message:
+                raise
+            return self._classify_by_predict(task, items)
+        answers = []
+        for pairs in results:
+            label_id = int(np.argmax([score for _, score in pairs]))
+            answers.append(Classification(label=pairs[label_id][0], label_id=label_id, probabilities=dict(pairs)))
+        return answers if is_batch else answers[0]
+
+    def _classify_call(self, signature: str, rows: List[List[str]]) -> List[List[Tuple[str, float]]]:
+        """(class, score) pairs of each row, from the Classify API."""
+        if self.rest:
+            body = {"signature_name": signature, "examples": [{signatures.INPUT_ITEMS: row} for row in rows]}
+            answer = self._http(self._url(":classify"), body)
+            return [[(str(name), float(score)) for name, score in result] for result in answer["results"]]
+        import grpc
+        from tensorflow_serving.apis import classification_pb2
+
+        from peterrec.serving.classify_requests import serialized_item_examples
+
+        request = classification_pb2.ClassificationRequest()
+        self._set_spec(request.model_spec, signature)
+        for serialized in serialized_item_examples(rows):
+            request.input.example_list.examples.add().ParseFromString(serialized)
+        try:
+            response = self._stub.Classify(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise _from_rpc_error(error) from None
+        return [[(c.label, c.score) for c in row.classes] for row in response.result.classifications]
+
+    def _classify_by_predict(self, task: str, items: Items):
         array, is_batch = self.items_array(items)
         outputs = self.predict(task, {signatures.INPUT_ITEMS: array})
         answers = []
@@ -261,10 +300,12 @@ class Client:
         return embedding if is_batch else embedding[0]
 
     def metadata(self) -> dict:
-        """``{"model", "version", "signatures": {name: {"kind", "inputs", "outputs"}}}``.
+        """``{"model", "version", "signatures": {name: {"kind", "inputs", "outputs"}}, "classify_signatures"}``.
 
         ``inputs``/``outputs`` map tensor names to ``{"dtype", "shape"}``; ``kind`` is
         the contract kind (classification, cold_start, embed, next_items) or None.
+        ``signatures`` are those that take ``items``; the classify signatures
+        (``<task>_classify``, kind ``classify``, for ``classify()``) are listed apart.
         """
         if self.rest:
             answer = self._http(self._url("/metadata"))
@@ -294,7 +335,8 @@ class Client:
                 }
         for name, info in parsed.items():
             info["kind"] = signatures.signature_kind(name, info["outputs"])
-        return {"model": self.model_name, "version": version, "signatures": parsed}
+        classify = {name: parsed.pop(name) for name in sorted(parsed) if signatures.is_classify_signature(name)}
+        return {"model": self.model_name, "version": version, "signatures": parsed, "classify_signatures": classify}
 
     def status(self) -> List[dict]:
         """GetModelStatus: ``[{"version", "state", "error_code", "error_message"}]``, highest first."""

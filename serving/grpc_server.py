@@ -1,8 +1,8 @@
 """TF Serving's gRPC API: ``tensorflow.serving.PredictionService`` and ``ModelService``.
 
 PredictionService: ``Predict``, ``GetModelMetadata`` (``signature_def``), ``Classify``
-(for classification signatures: each ``tf.Example`` carries its item ids in a bytes
-feature ``items``; every class comes back with its probability). ``Regress`` and
+(on classify signatures, ``<task>_classify``, as TF Serving: each ``tf.Example`` carries its
+item ids in a bytes feature ``items``; every class comes back with its probability). ``Regress`` and
 ``MultiInference`` answer UNIMPLEMENTED. ModelService: ``GetModelStatus`` and
 ``HandleReloadConfigRequest``. The messages are those of ``tensorflow-serving-api``, so
 any TF Serving client works against this server and ``peterrec.serving.Client`` works
@@ -11,7 +11,7 @@ against ``tensorflow_model_server``.
 
 import logging
 from concurrent import futures
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from peterrec.serving import errors, signatures, tensors
+from peterrec.serving import classify_requests, errors, signatures, tensors
 from peterrec.serving.prediction import Predictor
 
 LOG = logging.getLogger("peterrec.serving")
@@ -114,55 +114,19 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _classify(self, request):
         name, version, label = model_spec_of(request.model_spec)
         servable = self.predictor.resolve(name, version, label)
-        rows = examples_to_rows(request.input)
-        runner, outputs = self.predictor.classify_rows(servable, request.model_spec.signature_name, rows)
+        serialized = classify_requests.serialized_examples(request.input)
+        runner, outputs = self.predictor.classify(servable, request.model_spec.signature_name, serialized)
         response = classification_pb2.ClassificationResponse()
         response.model_spec.name = servable.model_name
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = runner.name
-        classes = outputs[signatures.OUTPUT_CLASSES]
-        probabilities = outputs[signatures.OUTPUT_PROBABILITIES]
-        for row in range(classes.shape[0]):
+        classes = outputs[signatures.CLASSIFY_OUTPUT_CLASSES]
+        scores = outputs[signatures.CLASSIFY_OUTPUT_SCORES]
+        for row in range(scores.shape[0]):
             classifications = response.result.classifications.add()
-            for label_name, score in zip(classes[row], probabilities[row]):
+            for label_name, score in zip(classes[row], scores[row]):
                 classifications.classes.add(label=label_name.decode("utf-8", "replace"), score=float(score))
         return response
-
-
-def _items_of(example, where: str) -> Optional[List[bytes]]:
-    feature = example.features.feature.get(signatures.INPUT_ITEMS)
-    if feature is None:
-        return None
-    kind = feature.WhichOneof("kind")
-    if kind == "bytes_list":
-        return list(feature.bytes_list.value)
-    if kind == "int64_list":
-        return [str(value).encode() for value in feature.int64_list.value]
-    raise errors.invalid_argument(f"{where}: feature {signatures.INPUT_ITEMS!r} must be a bytes_list of item ids")
-
-
-def examples_to_rows(model_input) -> List[List[bytes]]:
-    """Item-id rows of a ``tensorflow.serving.Input`` (one row per ``tf.Example``)."""
-    kind = model_input.WhichOneof("kind")
-    if kind == "example_list":
-        examples, context = model_input.example_list.examples, None
-    elif kind == "example_list_with_context":
-        examples = model_input.example_list_with_context.examples
-        context = model_input.example_list_with_context.context
-    else:
-        raise errors.invalid_argument("the request input holds no examples (set input.example_list)")
-    context_items = _items_of(context, "context") if context is not None else None
-    rows = []
-    for index, example in enumerate(examples):
-        items = _items_of(example, f"example {index}")
-        if items is None:
-            items = context_items
-        if items is None:
-            raise errors.invalid_argument(
-                f"example {index} has no feature {signatures.INPUT_ITEMS!r} (a bytes_list of item ids)"
-            )
-        rows.append(items)
-    return rows
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):

@@ -156,20 +156,25 @@ class Predictor:
         runner = self.signature(servable, signature_name)
         return self.run(servable, runner, inputs, output_filter)
 
-    def classify_rows(self, servable: ServableVersion, signature_name: str,
-                      rows: List[List[bytes]]) -> Tuple[SignatureRunner, Dict[str, np.ndarray]]:
-        """Runs a classification signature on item-id rows (the Classify API)."""
-        runner = self.signature(servable, signature_name)
-        if runner.kind != signatures.KIND_CLASSIFICATION:
+    def classify(self, servable: ServableVersion, signature_name: str,
+                 serialized: List[bytes]) -> Tuple[SignatureRunner, Dict[str, np.ndarray]]:
+        """Runs a classify signature on serialized tf.Examples (the Classify API).
+
+        As TF Serving: an unknown signature, or one whose method name is not
+        ``tensorflow/serving/classify``, is INVALID_ARGUMENT with TF Serving's wording.
+        """
+        name = signature_name or DEFAULT_SIGNATURE
+        runner = servable.runners.get(name)
+        if runner is None:
+            raise errors.invalid_argument(f"No signature was found with the name: {name}")
+        if runner.method_name != signatures.CLASSIFY_METHOD_NAME:
             raise errors.invalid_argument(
-                f"signature {runner.name!r} is not a classification signature (kind {runner.kind}); "
-                "Classify needs one with outputs probabilities/label/label_id/classes"
+                f"Expected classification signature method_name to be {signatures.CLASSIFY_METHOD_NAME}. "
+                f"Was: {runner.method_name}"
             )
-        if not rows:
+        if not serialized:
             raise errors.invalid_argument("the request holds no examples")
-        width = max(len(row) for row in rows)
-        array = np.full((len(rows), width), b"", dtype=object)
-        for index, row in enumerate(rows):
-            array[index, : len(row)] = row
-        prediction = self.run(servable, runner, {signatures.INPUT_ITEMS: array})
+        array = np.empty(len(serialized), dtype=object)
+        array[:] = serialized
+        prediction = self.run(servable, runner, {signatures.CLASSIFY_INPUTS: array})
         return runner, prediction.outputs

@@ -9,8 +9,9 @@ Routes (``NAME``, then optionally ``/versions/N`` or ``/labels/L``):
   answered with ``{"outputs": ...}``). Strings are JSON strings, or ``{"b64": "..."}``
   for bytes; rows of item ids may have different lengths (they are right-padded with
   ``""``, the contract's padding);
-- ``POST /v1/models/NAME:classify``: ``{"examples": [{"items": ["a", "b"]}, ...]}``,
-  answered with ``{"results": [[["label", score], ...], ...]}``;
+- ``POST /v1/models/NAME:classify``: ``{"signature_name": "genre_classify", "examples":
+  [{"items": ["a", "b"]}, ...]}`` on a classify signature, each example converted to a
+  tf.Example as TF Serving does, answered with ``{"results": [[["label", score], ...], ...]}``;
 - ``GET`` the monitoring path (when enabled): Prometheus metrics.
 
 Errors answer ``{"error": "..."}`` with 400 (bad request, unknown signature), 404 (unknown
@@ -28,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 from urllib.parse import unquote, urlsplit
 
-from peterrec.serving import errors, rest_json, signatures
+from peterrec.serving import classify_requests, errors, rest_json, signatures
 from peterrec.serving.prediction import Predictor
 
 LOG = logging.getLogger("peterrec.serving")
@@ -239,26 +240,13 @@ class _Handler(BaseHTTPRequestHandler):
         signature_name = body.get("signature_name", "")
         if not isinstance(signature_name, str):
             raise errors.invalid_argument('"signature_name" must be a string')
-        examples = body.get("examples")
-        if not isinstance(examples, list) or not examples:
-            raise errors.invalid_argument('"examples" must be a non-empty list of objects')
-        context = body.get("context", {})
-        if not isinstance(context, dict):
-            raise errors.invalid_argument('"context" must be an object')
-        rows = []
-        for index, example in enumerate(examples):
-            if not isinstance(example, dict):
-                raise errors.invalid_argument(f"example {index} must be an object")
-            items = example.get(signatures.INPUT_ITEMS, context.get(signatures.INPUT_ITEMS))
-            if not isinstance(items, list):
-                raise errors.invalid_argument(f'example {index} needs "items": a list of item ids')
-            rows.append([rest_json.decode_string(item, signatures.INPUT_ITEMS) if not isinstance(item, int) or
-                         isinstance(item, bool) else str(item).encode() for item in items])
+        # As TF Serving: each example (with the context's features) becomes a tf.Example.
+        serialized = classify_requests.serialized_json_examples(body.get("examples"), body.get("context", {}))
         servable = predictor.resolve(name, version, label)
-        _, outputs = predictor.classify_rows(servable, signature_name, rows)
-        classes = rest_json.json_value(outputs[signatures.OUTPUT_CLASSES])
-        probabilities = outputs[signatures.OUTPUT_PROBABILITIES].tolist()
-        return {"results": [[[c, p] for c, p in zip(cs, ps)] for cs, ps in zip(classes, probabilities)]}
+        _, outputs = predictor.classify(servable, signature_name, serialized)
+        classes = rest_json.json_value(outputs[signatures.CLASSIFY_OUTPUT_CLASSES])
+        scores = outputs[signatures.CLASSIFY_OUTPUT_SCORES].tolist()
+        return {"results": [[[c, p] for c, p in zip(cs, ps)] for cs, ps in zip(classes, scores)]}
 
 
 class _HttpServer(ThreadingHTTPServer):

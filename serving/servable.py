@@ -55,6 +55,7 @@ class SignatureRunner:
         self.inputs = _tensor_infos(signature_def.inputs)
         self.outputs = _tensor_infos(signature_def.outputs)
         self.kind = signatures.signature_kind(name, self.outputs)
+        self.method_name = signature_def.method_name  # which TF Serving API may run it
         self._lock = threading.Lock()
         self.calls = 0
 

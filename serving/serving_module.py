@@ -4,6 +4,9 @@ Signatures:
 
 - ``<task>``, classification: ``probabilities`` = softmax of the task's logits over all classes,
   ``label_id`` = their argmax, ``label`` its name, ``classes`` the class names.
+- ``<task>_classify``, for each classification task: TF Serving's classify signature over the same
+  outputs (``peterrec.serving.classify_signatures``): serialized tf.Examples with an ``items`` bytes
+  feature in ``inputs``; ``classes`` and ``scores`` (= ``probabilities``) out.
 - ``<task>``, cold start: the top-K target items by logit (reserved target ids excluded) as
   ``items`` and their logits as ``scores``, best first (K = min(top_k, real target items)).
 - ``embed``: the PRETRAINED backbone's user vector: the mean, over the real (non-padding) item
@@ -33,7 +36,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from peterrec.components import ids
-from peterrec.serving import signatures
+from peterrec.serving import classify_signatures, signatures
 from peterrec.serving.served_tasks import AssemblyError, ServedTask
 from peterrec.serving.weight_sharing import PackedWeights, Untracked, WeightSlots
 
@@ -217,6 +220,12 @@ class ServingModule(tf.Module):
         # autograph=False: these bodies have no data-dependent Python control flow.
         concrete = {name: tf.function(body, input_signature=[spec], autograph=False).get_concrete_function()
                     for name, body in bodies.items()}
+        for task in self._models.tasks:
+            if task.kind == signatures.KIND_CLASSIFICATION:
+                body = classify_signatures.classify_body(self._task_body(task))
+                concrete[signatures.classify_signature_name(task.name)] = tf.function(
+                    body, input_signature=[classify_signatures.classify_input_spec()], autograph=False
+                ).get_concrete_function()
         self._check_captures(concrete)
         # The backbone's variables that some signature reads (all of them once next_items is served).
         captured = {id(v) for function in concrete.values() for v in function.variables}
@@ -235,7 +244,8 @@ class ServingModule(tf.Module):
         another task's weights)."""
         allowed = {id(v) for v in self._models.backbone.weights}
         for name, function in concrete.items():
-            own = allowed | {id(v) for v in self.task_weights.get(name, [])}
+            task = name[: -len(signatures.CLASSIFY_SUFFIX)] if signatures.is_classify_signature(name) else name
+            own = allowed | {id(v) for v in self.task_weights.get(task, [])}
             stray = [v.name for v in function.variables if id(v) not in own]
             if stray:
                 raise AssemblyError(f"signature {name!r} reads variables outside the backbone and its own "

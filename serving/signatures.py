@@ -22,6 +22,12 @@ server pads the rows of concurrent requests to the longest one when it batches t
 ``""`` items (a model may pad when it has fewer than ``K`` candidates). Scores are
 sorted in descending order.
 
+Each classification task also gets a TF Serving classify signature, ``<task>_classify``
+(``classify_signature_name``; ``CLASSIFY_METHOD_NAME``), for the Classify API: input
+``inputs``, serialized ``tf.Example`` strings [B], each with a bytes feature ``items`` (the
+item ids, oldest first); outputs ``classes`` string [B, C] and ``scores`` float32 [B, C]
+(the task's probabilities). Task names may not end in ``_classify``.
+
 ``assets.extra/peterrec_tasks.json`` (``TASKS_METADATA_FILE``) describes the signatures
 for clients and tools::
 
@@ -73,6 +79,18 @@ OUTPUT_EMBEDDING = "embedding"
 
 DEFAULT_TOP_K = 100
 
+# TF Serving's Classify API (tf.saved_model.CLASSIFY_* constants).
+KIND_CLASSIFY = "classify"
+CLASSIFY_SUFFIX = "_classify"
+CLASSIFY_INPUTS = "inputs"
+CLASSIFY_OUTPUT_CLASSES = "classes"
+CLASSIFY_OUTPUT_SCORES = "scores"
+CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
+PREDICT_METHOD_NAME = "tensorflow/serving/predict"
+CLASSIFY_INPUT_SPECS = {CLASSIFY_INPUTS: ("string", (None,))}
+CLASSIFY_OUTPUT_SPECS = {CLASSIFY_OUTPUT_CLASSES: ("string", (None, None)),
+                         CLASSIFY_OUTPUT_SCORES: ("float32", (None, None))}
+
 # name -> (dtype name, shape); None = any size. The first dimension is the batch.
 INPUTS: Dict[str, Tuple[str, Tuple[Optional[int], ...]]] = {INPUT_ITEMS: ("string", (None, None))}
 _TOP_K_OUTPUTS = {
@@ -110,12 +128,26 @@ def validate_task_name(name: str) -> str:
         )
     if name in BACKBONE_SIGNATURES:
         raise ValueError(f"task name {name!r} is reserved for the backbone signature")
+    if name.endswith(CLASSIFY_SUFFIX):
+        raise ValueError(f"task name {name!r} may not end in {CLASSIFY_SUFFIX!r}: those name classify signatures")
     return name
+
+
+def classify_signature_name(task: str) -> str:
+    """The name of a classification task's classify signature."""
+    return task + CLASSIFY_SUFFIX
+
+
+def is_classify_signature(name: str) -> bool:
+    """Whether a signature name is a classify signature's (``<task>_classify``)."""
+    return name.endswith(CLASSIFY_SUFFIX) and len(name) > len(CLASSIFY_SUFFIX)
 
 
 def signature_kind(name: str, output_names: Iterable[str]) -> Optional[str]:
     """The kind of a signature from its name and output names, or None if it fits none."""
     outputs = set(output_names)
+    if is_classify_signature(name):
+        return KIND_CLASSIFY if outputs == set(CLASSIFY_OUTPUT_SPECS) else None
     if name in BACKBONE_SIGNATURES:
         kind = BACKBONE_SIGNATURES[name]
         return kind if outputs == set(OUTPUTS[kind]) else None
@@ -138,31 +170,32 @@ def contract_problems(name: str, inputs: Mapping[str, Spec], outputs: Mapping[st
 
     ``inputs`` and ``outputs`` map tensor names to ``(dtype name, shape)``.
     """
+    expected_inputs = CLASSIFY_INPUT_SPECS if is_classify_signature(name) else INPUTS
     problems = []
-    if set(inputs) != set(INPUTS):
-        problems.append(f"signature {name!r} takes inputs {sorted(inputs)}, expected {sorted(INPUTS)}")
-    for key, (dtype, shape) in inputs.items():
-        if key in INPUTS:
-            want_dtype, want_shape = INPUTS[key]
-            if dtype != want_dtype or not _shape_fits(shape, want_shape):
-                problems.append(
-                    f"input {key!r} of {name!r} is {dtype} {shape}, expected {want_dtype} {want_shape}"
-                )
+    if set(inputs) != set(expected_inputs):
+        problems.append(f"signature {name!r} takes inputs {sorted(inputs)}, expected {sorted(expected_inputs)}")
+    problems += _spec_problems(name, "input", inputs, expected_inputs)
     kind = signature_kind(name, outputs)
     if kind is None:
-        expected = (
-            sorted(OUTPUTS[BACKBONE_SIGNATURES[name]])
-            if name in BACKBONE_SIGNATURES
-            else " or ".join(str(sorted(OUTPUTS[k])) for k in TASK_KINDS)
-        )
+        if is_classify_signature(name):
+            expected = sorted(CLASSIFY_OUTPUT_SPECS)
+        elif name in BACKBONE_SIGNATURES:
+            expected = sorted(OUTPUTS[BACKBONE_SIGNATURES[name]])
+        else:
+            expected = " or ".join(str(sorted(OUTPUTS[k])) for k in TASK_KINDS)
         problems.append(f"signature {name!r} has outputs {sorted(outputs)}, expected {expected}")
         return problems
-    for key, (dtype, shape) in outputs.items():
-        want_dtype, want_shape = OUTPUTS[kind][key]
-        if dtype != want_dtype or not _shape_fits(shape, want_shape):
-            problems.append(
-                f"output {key!r} of {name!r} is {dtype} {shape}, expected {want_dtype} {want_shape}"
-            )
+    return problems + _spec_problems(name, "output", outputs,
+                                     CLASSIFY_OUTPUT_SPECS if kind == KIND_CLASSIFY else OUTPUTS[kind])
+
+
+def _spec_problems(name: str, what: str, specs: Mapping[str, Spec], expected: Mapping[str, Spec]) -> List[str]:
+    problems = []
+    for key, (dtype, shape) in specs.items():
+        if key in expected:
+            want_dtype, want_shape = expected[key]
+            if dtype != want_dtype or not _shape_fits(shape, want_shape):
+                problems.append(f"{what} {key!r} of {name!r} is {dtype} {shape}, expected {want_dtype} {want_shape}")
     return problems
 
 
@@ -184,7 +217,12 @@ def task_entry(kind: str, labels: Optional[Sequence[str]] = None, top_k: Optiona
 
 
 def write_tasks_metadata(version_dir: str, tasks: Mapping[str, dict], **extra) -> str:
-    """Writes ``assets.extra/peterrec_tasks.json`` into a SavedModel directory; returns its path."""
+    """Writes ``assets.extra/peterrec_tasks.json`` into a SavedModel directory; returns its path.
+
+    When the directory holds a ``saved_model.pb``, its ``<task>_classify`` signatures get the
+    classify method name too (``peterrec.serving.classify_signatures.mark_classify_methods``):
+    exporters call this right after ``tf.saved_model.save``, which writes predict method names.
+    """
     for name, entry in tasks.items():
         if name not in BACKBONE_SIGNATURES:
             validate_task_name(name)
@@ -196,6 +234,10 @@ def write_tasks_metadata(version_dir: str, tasks: Mapping[str, dict], **extra) -
     document = {"format_version": FORMAT_VERSION, **extra, "tasks": {k: dict(v) for k, v in tasks.items()}}
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1, sort_keys=True)
+    if os.path.exists(os.path.join(version_dir, "saved_model.pb")):
+        from peterrec.serving.classify_signatures import mark_classify_methods
+
+        mark_classify_methods(version_dir)
     return path
 
 

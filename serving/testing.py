@@ -1,7 +1,7 @@
 """Small SavedModels that follow the signature contract, for tests and benchmarks.
 
 ``export_toy_model(base_path, version)`` writes ``base_path/<version>/`` with the four
-kinds of signature over a tiny mean-of-embeddings "backbone" (no training involved),
+kinds of signature (and the classify signature of each classification task) over a tiny mean-of-embeddings "backbone" (no training involved),
 ``assets.extra/peterrec_tasks.json`` and warm-up requests, and returns a ``ToyModel``
 whose ``reference(signature, rows)`` computes the same outputs in numpy, so tests can
 check what a server answers. Different versions (or seeds) get different weights.
@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from peterrec.serving import signatures
+from peterrec.serving import classify_signatures, signatures
 
 NUM_RESERVED = 4  # PAD, MASK, TCL, UNK as in peterrec.components.ids
 UNK_ID = 3
@@ -153,6 +153,10 @@ def _build_module(model: ToyModel):
 
     for name, head in model.heads.items():
         functions[name] = make_task(name, head["kind"])
+        if head["kind"] == signatures.KIND_CLASSIFICATION:
+            functions[signatures.classify_signature_name(name)] = tf.function(
+                classify_signatures.classify_body(functions[name]),
+                input_signature=[classify_signatures.classify_input_spec()])
     return module, {name: fn.get_concrete_function() for name, fn in functions.items()}
 
 

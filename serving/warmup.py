@@ -4,7 +4,8 @@
 ``tensorflow.serving.PredictionLog`` records; TF Serving (and this package's server)
 replays them when a version loads, before it takes traffic, so the first real request
 does not pay for lazy initialisation. ``contract_warmup_requests`` makes one Predict
-request per signature of a served peterrec model.
+request per signature of a served peterrec model (for a classify signature, the rows go in
+as serialized tf.Examples).
 """
 
 import os
@@ -23,18 +24,24 @@ def warmup_path(version_dir: str) -> str:
 def contract_warmup_requests(
     model_name: str, signature_names: Iterable[str], rows: Sequence[Sequence[str]] = (("warmup",),)
 ) -> list:
-    """One ``PredictRequest`` per signature, feeding ``rows`` of item ids as ``items``."""
+    """One ``PredictRequest`` per signature, feeding ``rows`` of item ids as ``items`` (or, to a
+    classify signature, as serialized tf.Examples in ``inputs``)."""
     from tensorflow_serving.apis import predict_pb2
 
     from peterrec.serving import tensors
+    from peterrec.serving.classify_requests import serialized_item_examples
 
     items = tensors.ndarray_to_tensor_proto(tensors.string_array(signatures.pad_item_rows(rows)))
+    examples = tensors.ndarray_to_tensor_proto(tensors.string_array(serialized_item_examples(rows)))
     requests = []
     for name in signature_names:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.signature_name = name
-        request.inputs[signatures.INPUT_ITEMS].CopyFrom(items)
+        if signatures.is_classify_signature(name):
+            request.inputs[signatures.CLASSIFY_INPUTS].CopyFrom(examples)
+        else:
+            request.inputs[signatures.INPUT_ITEMS].CopyFrom(items)
         requests.append(request)
     return requests
 

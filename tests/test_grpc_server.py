@@ -23,7 +23,7 @@ from peterrec.serving.client import Client
 from peterrec.serving.server import Server
 
 ROWS = [["i1", "i2", "i3"], ["i4", "unknown-item", ""]]
-SIGNATURES = ["genre", "shop", "embed", "next_items"]
+SIGNATURES = ["genre", "shop", "embed", "next_items"]  # the predict signatures; genre also has genre_classify
 
 
 @pytest.fixture(scope="module")
@@ -124,16 +124,17 @@ def test_get_model_metadata_lists_every_signature(stub):
     assert response.model_spec.version.value == 2
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_map)
-    assert sorted(signature_map.signature_def) == sorted(SIGNATURES)
-    for definition in signature_map.signature_def.values():
-        assert tensors.dtype_name(definition.inputs["items"].dtype) == "string"
+    assert sorted(signature_map.signature_def) == sorted(SIGNATURES + ["genre_classify"])
+    for name, definition in signature_map.signature_def.items():
+        key = "inputs" if signatures.is_classify_signature(name) else "items"
+        assert tensors.dtype_name(definition.inputs[key].dtype) == "string"
 
 
 def test_classify_answers_every_class_with_its_probability(stub, models):
     _, toy = models
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "peterrec"
-    request.model_spec.signature_name = "genre"
+    request.model_spec.signature_name = "genre_classify"
     for row in ROWS:
         example = request.input.example_list.examples.add()
         example.features.feature["items"].bytes_list.value.extend(item.encode() for item in row if item)

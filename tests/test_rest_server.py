@@ -12,7 +12,7 @@ from peterrec.serving import model_config, testing
 from peterrec.serving.server import Server
 
 ROWS = [["i1", "i2", "i3"], ["i4", "unknown-item"]]  # ragged: the server pads with ""
-SIGNATURES = ["genre", "shop", "embed", "next_items"]
+SIGNATURES = ["genre", "shop", "embed", "next_items"]  # the predict signatures; genre also has genre_classify
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_metadata(server):
     answer = _call(server, "/v1/models/peterrec/metadata")
     assert answer["model_spec"] == {"name": "peterrec", "signature_name": "", "version": "2"}
     definitions = answer["metadata"]["signature_def"]["signature_def"]
-    assert sorted(definitions) == sorted(SIGNATURES)
+    assert sorted(definitions) == sorted(SIGNATURES + ["genre_classify"])
     assert definitions["genre"]["inputs"]["items"]["dtype"] == "DT_STRING"
     assert _call(server, "/v1/models/peterrec/labels/stable/metadata")["model_spec"]["version"] == "1"
 
@@ -105,7 +105,7 @@ def test_instances_as_objects_and_b64_strings(server, models):
 def test_classify(server, models):
     _, toy = models
     answer = _call(server, "/v1/models/peterrec:classify",
-                   {"signature_name": "genre", "examples": [{"items": row} for row in ROWS]})
+                   {"signature_name": "genre_classify", "examples": [{"items": row} for row in ROWS]})
     expected = toy[2].reference("genre", ROWS)
     for row, result in enumerate(answer["results"]):
         assert [label for label, _ in result] == [c.decode() for c in expected["classes"][row]]

@@ -130,7 +130,7 @@ def test_bad_predict_requests_get_a_clear_status(channel, case):
     assert text in raised.value.details()
 
 
-def _classify(signature="genre", examples=None):
+def _classify(signature="genre_classify", examples=None):
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "peterrec"
     request.model_spec.signature_name = signature
@@ -151,10 +151,11 @@ def test_bad_requests_to_the_other_methods(channel):
         (stub.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(), INVALID, "metadata_field"),
         (stub.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["nope"]), INVALID,
          "unknown metadata_field"),
-        (stub.Classify, _classify(signature="shop"), INVALID, "not a classification signature"),
+        (stub.Classify, _classify(signature="shop"), INVALID,
+         "Expected classification signature method_name to be tensorflow/serving/classify"),
+        (stub.Classify, _classify(signature="nope"), INVALID, "No signature was found with the name: nope"),
         (stub.Classify, _classify(examples=[]), INVALID, "no examples"),
-        (stub.Classify, _classify(examples=[{"other": [b"x"]}]), INVALID, "no feature 'items'"),
-        (stub.Classify, _classify(examples=[{"items": [1.0]}]), INVALID, "bytes_list"),
+        (stub.Classify, _classify(examples=[{"items": [1.0]}]), INVALID, "rejected the input"),
         (stub.Regress, regression_pb2.RegressionRequest(), grpc.StatusCode.UNIMPLEMENTED, "Regress"),
         (models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(), INVALID, "names no model"),
     ]
@@ -248,7 +249,10 @@ REST_CASES = {
         {"items": ["i1"]}, {"other": ["i2"]}]}, None, 400, "same inputs"),
     "classify a cold-start task": ("POST", "/v1/models/peterrec:classify",
                                    {"signature_name": "shop", "examples": [{"items": ["i1"]}]}, None, 400,
-                                   "not a classification signature"),
+                                   "Expected classification signature method_name"),
+    "classify a feature of the wrong type": ("POST", "/v1/models/peterrec:classify",
+                                             {"signature_name": "genre_classify", "examples": [{"items": [1.5]}]},
+                                             None, 400, "rejected the input"),
     "classify without examples": ("POST", "/v1/models/peterrec:classify", {"signature_name": "genre"}, None, 400,
                                   "examples"),
     "regress": ("POST", "/v1/models/peterrec:regress", {"examples": []}, None, 501, "regress"),

@@ -9,11 +9,14 @@ import urllib.error
 import urllib.request
 
 import grpc
+import numpy as np
 import pytest
-from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import classification_pb2, prediction_service_pb2_grpc
 
-from peterrec.serving import model_config, tensors, testing
+from peterrec.serving import model_config, servable, signatures, tensors, testing
+from peterrec.serving.client import Client
 from peterrec.serving import model_manager as mm
 from peterrec.serving.grpc_payloads import RateLimitedLog
 from peterrec.serving.server import Server
@@ -197,3 +200,75 @@ def test_a_wildcard_host_serves_rest_and_grpc_on_ipv4_and_ipv6(toy, host):
                 assert stub.GetModelStatus(status, timeout=30).model_version_status[0].version == 1
     if len(loopbacks) == 1:
         pytest.skip("IPv4 checked; this machine has no IPv6 loopback (::1), so the IPv6 half was not")
+
+
+ROWS = [["i1", "i2", "i3"], ["i4", "unknown-item"]]
+
+
+def _classify_request(signature):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "peterrec"
+    request.model_spec.signature_name = signature
+    for row in ROWS:
+        example = request.input.example_list.examples.add()
+        example.features.feature["items"].bytes_list.value.extend(item.encode() for item in row)
+    return request
+
+
+def _predicted_probabilities(channel):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "peterrec"
+    request.model_spec.signature_name = "genre"
+    padded = signatures.pad_item_rows(ROWS)
+    request.inputs["items"].CopyFrom(tensors.ndarray_to_tensor_proto(tensors.string_array(padded)))
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    return (tensors.tensor_proto_to_ndarray(response.outputs["classes"], "classes"),
+            tensors.tensor_proto_to_ndarray(response.outputs["probabilities"], "probabilities"))
+
+
+def test_classify_signatures_answer_the_predict_signatures_probabilities(channel, server, toy):
+    _, model = toy
+    definitions = servable.read_signature_defs(model.path)
+    assert definitions["genre_classify"].method_name == "tensorflow/serving/classify"
+    assert definitions["genre"].method_name == "tensorflow/serving/predict"
+    classes, probabilities = _predicted_probabilities(channel)
+
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(
+        _classify_request("genre_classify"), timeout=30)
+    assert response.model_spec.signature_name == "genre_classify"
+    for row, result in enumerate(response.result.classifications):
+        assert [c.label.encode() for c in result.classes] == classes[row].tolist()
+        np.testing.assert_allclose([c.score for c in result.classes], probabilities[row], rtol=0, atol=1e-6)
+
+    status, body = _post(server.rest_url + "/v1/models/peterrec:classify",
+                         {"signature_name": "genre_classify", "examples": [{"items": row} for row in ROWS]})
+    assert status == 200, body
+    for row, result in enumerate(body["results"]):
+        assert [label.encode() for label, _ in result] == classes[row].tolist()
+        np.testing.assert_allclose([score for _, score in result], probabilities[row], rtol=0, atol=1e-6)
+
+
+def test_classify_on_a_predict_signature_is_refused_as_tf_serving_refuses_it(channel, server):
+    wording = ("Expected classification signature method_name to be tensorflow/serving/classify. "
+               "Was: tensorflow/serving/predict")
+    with pytest.raises(grpc.RpcError) as raised:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(_classify_request("genre"), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and raised.value.details() == wording
+    status, body = _post(server.rest_url + "/v1/models/peterrec:classify",
+                         {"signature_name": "genre", "examples": [{"items": ["i1"]}]})
+    assert (status, body) == (400, {"error": wording})
+
+
+@pytest.mark.parametrize("rest", [False, True], ids=["grpc", "rest"])
+def test_the_client_classifies_through_the_classify_signature(server, rest):
+    runner = server.manager.resolve("peterrec").runners["genre_classify"]
+    calls = runner.calls
+    with Client(server.rest_url if rest else server.grpc_target, rest=rest) as client:
+        answers = client.classify("genre", ROWS)
+        by_predict = client._classify_by_predict("genre", ROWS)
+    assert runner.calls == calls + 1
+    for answer, expected in zip(answers, by_predict):
+        assert (answer.label, answer.label_id) == (expected.label, expected.label_id)
+        assert list(answer.probabilities) == list(expected.probabilities)
+        np.testing.assert_allclose(list(answer.probabilities.values()), list(expected.probabilities.values()),
+                                   rtol=0, atol=1e-6)

@@ -64,13 +64,16 @@ def test_an_assembled_model_warms_up_every_signature(version_dir):
     from peterrec.serving import tensors
 
     requests = warmup.read_warmup_requests(version_dir)
-    assert sorted(r.model_spec.signature_name for r in requests) == ["embed", "genre", "next_items"]
+    assert sorted(r.model_spec.signature_name for r in requests) == ["embed", "genre", "genre_classify",
+                                                                     "next_items"]
     assert all(r.model_spec.name == "peterrec" for r in requests)
     loaded = tf.saved_model.load(version_dir)
     for request in requests:
-        items = tensors.tensor_proto_to_ndarray(request.inputs[signatures.INPUT_ITEMS], "items")
-        assert items.shape[0] == 2 and assembly.WARMUP_UNKNOWN_ITEM.encode() in items.ravel()
-        outputs = loaded.signatures[request.model_spec.signature_name](items=tf.constant(items))
+        name = request.model_spec.signature_name
+        key = signatures.CLASSIFY_INPUTS if signatures.is_classify_signature(name) else signatures.INPUT_ITEMS
+        feed = tensors.tensor_proto_to_ndarray(request.inputs[key], key)
+        assert feed.shape[0] == 2 and assembly.WARMUP_UNKNOWN_ITEM.encode() in b"".join(feed.ravel())
+        outputs = loaded.signatures[name](**{key: tf.constant(feed)})
         assert all(np.all(np.isfinite(v.numpy())) for v in outputs.values() if v.dtype.is_floating)
 
 
@@ -79,4 +82,4 @@ def test_loading_a_version_replays_them(version_dir):
 
     servable = servable_module.load_servable("peterrec", 1, version_dir, warmup=True)
     assert {name: runner.calls for name, runner in servable.runners.items()} == {
-        "embed": 1, "genre": 1, "next_items": 1}
+        "embed": 1, "genre": 1, "genre_classify": 1, "next_items": 1}
