@@ -94,6 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.request_version == "HTTP/0.9":  # never answer without a status line
             self.request_version = "HTTP/1.0"
         self.close_connection = True
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # a method no route takes (HEAD, OPTIONS...): not a server fault
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not allowed; use GET or POST"
         try:
             phrase = HTTPStatus(code).phrase
         except ValueError:
@@ -112,7 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":  # a HEAD answer has headers only
+                self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True
 

@@ -297,7 +297,9 @@ def test_broken_http_framing_is_answered(server):
     assert nonsense.startswith(b"HTTP/1.") and b" 400 " in nonsense.split(b"\r\n")[0]
     assert b'{"error":' in nonsense
     head = _raw_http(server, b"HEAD /v1/models/peterrec HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 501")
+    assert head.startswith(b"HTTP/1.1 405") and b'{"error":' not in head  # a HEAD answer has no body
+    brew = _raw_http(server, b"BREW /v1/models/peterrec HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert brew.startswith(b"HTTP/1.1 405") and b"BREW is not allowed" in brew
 
 
 def test_the_server_still_answers_after_every_bad_request(server, toy):
