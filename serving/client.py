@@ -11,8 +11,9 @@
 
 ``items`` is one sequence of item ids (oldest first), or a list of sequences for a
 batch; a batch gets a list of answers. The client pads rows with "" (the contract's
-padding), sends ``PredictRequest``s through ``PredictionServiceStub`` and so works
-against the official ``tensorflow_model_server`` as well. Failures raise
+padding), sends ``PredictRequest``s (``ClassificationRequest``s to a task's classify
+signature for ``classify``) through ``PredictionServiceStub`` and so works against the
+official ``tensorflow_model_server`` as well. Failures raise
 ``ServingError`` with the server's status code and message.
 """
 
