@@ -46,7 +46,7 @@ def test_versions_labels_and_serving_files(made, capsys):
                              "--model-base", base, "--top-k", "4", "--label", "stable")
     assert code == 0, err
     assert "exported recs version 1" in out
-    assert "signatures: embed, genre, next_items, shop" in out
+    assert "signatures: embed, genre, genre_classify, next_items, shop" in out
     assert "backbone export" in out and "2 separate full model(s)" in out
     config_path = os.path.join(root, "models", "models.config")
     (entry,) = model_config.entries_of(model_config.read_model_config(config_path))

@@ -43,7 +43,8 @@ METHODS = {
     "/tensorflow.serving.PredictionService/GetModelMetadata": get_model_metadata_pb2.GetModelMetadataRequest,
     "/tensorflow.serving.ModelService/GetModelStatus": get_model_status_pb2.GetModelStatusRequest,
 }
-SIGNATURE_NAMES = ["genre", "shop", "embed", "next_items", "", "serving_default", "nope", "géné", "a" * 300]
+SIGNATURE_NAMES = ["genre", "genre_classify", "shop", "embed", "next_items", "", "serving_default", "nope",
+                   "géné", "a" * 300]
 
 
 @pytest.fixture(scope="module")
