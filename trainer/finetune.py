@@ -175,7 +175,7 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
     config.validate()
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
-        enable_determinism(config.seed)
+        enable_determinism()
     backbone, backbone_config, item_vocabulary = artifacts.load_backbone(backbone_dir, trainable=False)
     backbone_fingerprint = artifacts.read_backbone_metadata(backbone_dir)["fingerprint"]
     task, task_vocabulary = _resolve_task(config, item_vocabulary)

@@ -194,7 +194,7 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     config.validate()
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
-        enable_determinism(config.seed)
+        enable_determinism()
     vocabulary = load_vocabulary_of_kind(vocabulary_dir, "item", "pretraining")
     backbone_config = config.resolved_backbone(vocabulary)
     run_config = {"kind": "pretrain", "config": config.to_dict(), "backbone_config": backbone_config.to_dict(),

@@ -25,13 +25,11 @@ def skip_autograph_for_tf_keras() -> None:
     _CONFIGURED = True
 
 
-def enable_determinism(seed: int) -> None:
-    """Makes training repeatable bit for bit on one machine: seeds Python, NumPy and TensorFlow and
-    turns on ``tf.config.experimental.enable_op_determinism()`` (ops with a deterministic kernel
-    use it, tf.data runs in order, and an op without one fails rather than vary). Process-wide
-    and not undone: the command line's ``--deterministic`` calls it once per process."""
+def enable_determinism() -> None:
+    """Makes training repeatable bit for bit on one machine (with the seeds the loops set):
+    ``tf.config.experimental.enable_op_determinism()``, so ops with a deterministic kernel use it,
+    tf.data runs in order, and an op without one fails rather than vary. Process-wide and not
+    undone: ``deterministic=True`` (the command line's ``--deterministic``) calls it."""
     import tensorflow as tf
-    import tf_keras as keras
 
-    keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
