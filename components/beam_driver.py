@@ -33,7 +33,7 @@ from peterrec.components import beam_options, output_files, readers, vocabulary_
 from peterrec.components.ingest_config import IngestConfig, item_table
 from peterrec.components.records import IngestError, ItemRecord
 from peterrec.components.source_chunks import SourceFile, companion_path, match_files
-from peterrec.components.vocabulary import FILENAME, TITLES_FILENAME, Vocabulary, write_item_titles
+from peterrec.components.vocabulary import FILENAME, Vocabulary, write_item_titles
 
 log = logging.getLogger(__name__)
 _PIECES_SUFFIX = "-vocabulary-pieces"   # a vocabulary's piece lines in its staging folder (vocabulary_ranking)
