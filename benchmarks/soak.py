@@ -226,7 +226,9 @@ def minute_table(records, samples, pushes, minutes: int):
     """One row per minute: [minute, requests, failed, p50 ms, p99 ms, RSS MB, versions pushed]."""
     rows = []
     for minute in range(minutes):
-        low, high = minute * 60.0, (minute + 1) * 60.0
+        low = minute * 60.0
+        # The last row also takes the requests that were in flight when the load stopped.
+        high = (minute + 1) * 60.0 if minute + 1 < minutes else float("inf")
         latencies = [r[2] * 1000 for r in records if low <= r[0] < high]
         failed = sum(1 for r in records if low <= r[0] < high and r[3])
         rss = [mb for t, mb in samples if t < high]
