@@ -140,7 +140,9 @@ class EventColumns:
 
 
 def merge(parts: Sequence[EventColumns]) -> EventColumns:
-    """One set of columns holding the events of every part."""
+    """One set of columns holding the events of every part (a single part is returned as is, not copied)."""
+    if len(parts) == 1:
+        return parts[0]
     merged = EventColumns()
     for part in parts:
         merged.extend(part)
