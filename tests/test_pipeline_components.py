@@ -142,3 +142,29 @@ def test_a_bad_threshold_parameter_names_the_evaluator_and_the_field():
     with pytest.raises(config_lib.ConfigError,
                        match=r"^TaskEvaluator: threshold\.min_lift: expected a number, got 'x'$"):
         parse_threshold('{"min_lift": "x"}', "classification")
+
+
+
+def test_a_local_push_is_crash_safe_and_cleans_what_a_killed_push_left(tmp_path):
+    from peterrec.pipeline.components.serving_pusher.executor import _push_local
+    from peterrec.serving import crash_safe, model_config, servable
+
+    model = tmp_path / "blessed"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"pb")
+    (model / "variables" / "variables.index").write_bytes(b"index")
+    base = tmp_path / "models" / "peterrec"
+    dead = base / ".export-killed"  # what a killed push leaves: a lock file nobody holds
+    (dead / "model").mkdir(parents=True)
+    (dead / "lock").write_bytes(b"")
+    (dead / "model" / "saved_model.pb").write_bytes(b"half")
+    with crash_safe.ExportStaging(str(base)) as live:  # a concurrent push, still running
+        version, path = _push_local(str(model), str(base), "stable")
+        assert os.path.isdir(live.folder), "a live push's staging folder is never touched"
+
+    assert (version, path) == (1, str(base / "1"))
+    assert sorted(os.listdir(base)) == ["1"], "the killed push's staging is removed, nothing else is left"
+    assert (base / "1" / "saved_model.pb").read_bytes() == b"pb"
+    assert servable.list_versions(str(base)) == {1: str(base / "1")}
+    entries = model_config.entries_of(model_config.read_model_config(str(tmp_path / "models" / "models.config")))
+    assert [(entry.name, entry.labels) for entry in entries] == [("peterrec", {"stable": 1})]

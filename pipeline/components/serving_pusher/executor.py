@@ -2,8 +2,6 @@
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Dict, List
 
 from tfx import types
@@ -55,17 +53,24 @@ class ServingPusherExecutor(pusher_executor.Executor):
 
 
 def _push_local(model_path: str, base: str, label):
-    """Stages the model inside ``base``, publishes it as the next version, updates models.config."""
-    from peterrec.serving import assembly, serving_files
+    """Stages the model inside ``base``, publishes it as the next version, updates models.config.
+
+    Crash-safe like ``peterrec export`` (``peterrec.serving.crash_safe``): the copy goes to a
+    locked hidden staging folder, is fsynced, and is renamed into place; a push killed half way
+    leaves only a staging folder that the server never reads and the next push removes. The
+    policy is pinned to the versions served now before the rename, so a labelled version is not
+    unloaded between the rename and the ``models.config`` update.
+    """
+    from peterrec.serving import assembly, crash_safe, serving_files
 
     os.makedirs(base, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".push-", dir=base)
-    try:
-        io_utils.copy_dir(model_path, staging)
-        version, serving_path = assembly.publish_version(staging, base)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    crash_safe.remove_stale_staging(base)
+    with crash_safe.ExportStaging(base) as staging:
+        io_utils.copy_dir(model_path, staging.model_dir)
+        crash_safe.fsync_tree(staging.model_dir)
+        serving_files.pin_served_versions(base, label)
+        version, serving_path = assembly.publish_version(staging.model_dir, base)
+        crash_safe.fsync_dir(base)
     serving_files.update_serving_files(base, version, label=label)
     return version, serving_path
 
