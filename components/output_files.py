@@ -1,7 +1,8 @@
 """Reproducible, crash-safe output files of the ingestion pipelines.
 
-Reproducible: the same input gives byte-identical files on every run and every runner.
-``WriteSortedShards`` writes a fixed number of shards per group (``default_num_shards``:
+Reproducible: the same input gives byte-identical files on every run and every runner
+(checked on the DirectRunner in memory and with two worker processes).
+``write_sorted_shards`` writes a fixed number of shards per group (``default_num_shards``:
 set by the input's size, never by the runner), puts each record in the shard of a stable
 hash of its sort key (``shard_of``), writes a shard's records sorted by that key, writes
 every shard (empty ones too), and compresses with gzip's header at mtime 0 (Beam's
@@ -12,8 +13,8 @@ folder (``staging_dir``), and moved into place by ``commit`` only after the pipe
 finished. ``commit`` first removes the previous run's outputs, the summary first, so a
 folder never holds a mix of two runs that looks finished; the caller writes the summary
 (``summary.json``) last, atomically: a run is complete when its summary is there. A
-killed run leaves only its staging folder (or, killed while committing, outputs without
-a summary); the next run into the same folders removes the leftovers (``clear_staging``
+killed run leaves only its staging folder beside the previous run's complete outputs (or,
+killed while committing, outputs without a summary); the next run into the same folders removes the leftovers (``clear_staging``
 at its start, ``commit`` at its end) and writes everything again.
 """
 
