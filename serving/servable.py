@@ -152,7 +152,7 @@ def list_versions(base_path: str) -> Dict[int, str]:
     """Version number -> directory of every complete version under a base path."""
     found = {}
     for name in os.listdir(base_path):
-        if not name.isdigit():
+        if not (name.isascii() and name.isdigit()):  # "²".isdigit() too, and int() refuses it
             continue
         path = os.path.join(base_path, name)
         if os.path.isfile(os.path.join(path, "saved_model.pb")) or os.path.isfile(

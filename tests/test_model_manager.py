@@ -148,10 +148,10 @@ def test_a_broken_version_keeps_the_old_one_serving_and_is_retried(tmp_path, exp
 
 
 def test_list_versions_skips_incomplete_and_non_numeric_directories(tmp_path):
-    for name in ("1", "2", "tmp", ".3-abc"):
+    for name in ("1", "2", "tmp", ".3-abc", "\u00b2"):
         os.makedirs(tmp_path / name)
-    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
-    (tmp_path / "tmp" / "saved_model.pb").write_bytes(b"")
+    for name in ("1", "tmp", "\u00b2"):  # "\u00b2".isdigit(), yet not a version number
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
     assert list(servable.list_versions(str(tmp_path))) == [1]
 
 

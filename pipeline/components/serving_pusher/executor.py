@@ -77,7 +77,7 @@ def _push_local(model_path: str, base: str, label):
 
 def _push_remote(model_path: str, base: str):
     """Copies the model to the next integer version under a remote ``base`` (saved_model.pb last)."""
-    existing = [int(n.rstrip("/")) for n in fileio.listdir(base) if n.rstrip("/").isdigit()] \
+    existing = [int(n.rstrip("/")) for n in fileio.listdir(base) if n.rstrip("/").isascii() and n.rstrip("/").isdigit()] \
         if fileio.exists(base) else []
     version = max(existing, default=0) + 1
     serving_path = os.path.join(base, str(version))
