@@ -1,6 +1,8 @@
 """``peterrec serve`` and ``peterrec predict``: run the model server, query it.
 
-Nothing heavy is imported here; TensorFlow and gRPC load inside the handlers.
+Nothing heavy is imported here; TensorFlow and gRPC load inside the handlers. ``peterrec serve``
+binds its gRPC port before importing TensorFlow (most of its start-up), so the port answers
+(UNAVAILABLE, "the server is starting") at once, then LOADING / the model's status.
 """
 
 
@@ -58,13 +60,15 @@ def register(subparsers) -> None:
     predict.set_defaults(handler=_predict)
 
 
-def build_server(args):
-    """The (not yet started) ``Server`` that ``peterrec serve`` runs for these arguments."""
+def build_server(args, early_grpc=None):
+    """The (not yet started) ``Server`` that ``peterrec serve`` runs for these arguments.
+
+    ``early_grpc``: a ``grpc_ports.EarlyGrpc`` already bound to ``--port``, which the server adopts.
+    """
     import os
 
     from peterrec.serving import model_config
     from peterrec.serving.batching import BatchingOptions
-    from peterrec.serving.prediction import RequestLimits
     from peterrec.serving.server import Server
 
     batching = None
@@ -87,10 +91,18 @@ def build_server(args):
         poll_seconds=args.poll_seconds,
         config_poll_seconds=args.config_poll_seconds,
         batching=batching,
-        limits=RequestLimits(max_rows=args.max_rows),
+        limits=request_limits(args),
         monitoring=monitoring,
+        early_grpc=early_grpc,
         **source,
     )
+
+
+def request_limits(args):
+    """The ``RequestLimits`` of these ``peterrec serve`` arguments (imports no TensorFlow)."""
+    from peterrec.serving.limits import RequestLimits
+
+    return RequestLimits(max_rows=args.max_rows)
 
 
 def _serve(args) -> int:
@@ -101,10 +113,17 @@ def _serve(args) -> int:
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from peterrec.serving.grpc_ports import EarlyGrpc
+
+    early = None
     try:
-        server = build_server(args)
+        # Bound before build_server imports TensorFlow: the port answers UNAVAILABLE meanwhile.
+        early = EarlyGrpc(args.host, args.port, max_message_bytes=request_limits(args).max_body_bytes)
+        server = build_server(args, early)
         server.start(wait=False)  # answer at once (models report LOADING) while they load
     except (OSError, ValueError) as error:
+        if early is not None:
+            early.stop()
         print(f"peterrec serve: {error}", file=sys.stderr)
         return 1
     print(f"gRPC on {server.grpc_target}" + (f", REST on {server.rest_url}" if server.rest_port else ""), flush=True)

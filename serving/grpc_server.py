@@ -10,7 +10,6 @@ against ``tensorflow_model_server``.
 """
 
 import logging
-from concurrent import futures
 from typing import Optional, Tuple
 
 from tensorflow_serving.apis import (
@@ -24,6 +23,7 @@ from tensorflow_serving.apis import (
 )
 
 from peterrec.serving import classify_requests, errors, signatures, tensors
+from peterrec.serving.grpc_ports import host_port, new_grpc_server  # noqa: F401 - host_port: public here too
 from peterrec.serving.prediction import Predictor
 
 LOG = logging.getLogger("peterrec.serving")
@@ -161,9 +161,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return model_management_pb2.ReloadConfigResponse()
 
 
-def host_port(host: str, port: int) -> str:
-    """``host:port``, with brackets around IPv6 hosts."""
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+def add_services(server, predictor: Predictor, manager) -> None:
+    """Adds PredictionService and ModelService over ``predictor`` and ``manager`` to a grpc.Server."""
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
 
 
 def create_grpc_server(predictor: Predictor, manager, host: str = "127.0.0.1", port: int = 8500,
@@ -172,27 +173,6 @@ def create_grpc_server(predictor: Predictor, manager, host: str = "127.0.0.1", p
 
     Returns ``(server, bound_port)``; raises OSError when the address cannot be bound.
     """
-    import grpc
-
-    from peterrec.serving.grpc_payloads import PayloadGuard
-
-    limit = max_message_bytes or predictor.limits.max_body_bytes
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="peterrec-grpc"),
-        interceptors=[PayloadGuard()],  # undecodable payloads: one rate-limited line, no traceback
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),  # never share a port with another server
-        ],
-    )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
-    address = host_port(host, port)
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError as error:
-        raise OSError(f"cannot bind gRPC to {address}: {error}") from error
-    if not bound:
-        raise OSError(f"cannot bind gRPC to {address}")
+    server, bound = new_grpc_server(host, port, max_workers, max_message_bytes or predictor.limits.max_body_bytes)
+    add_services(server, predictor, manager)
     return server, bound

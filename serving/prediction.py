@@ -15,19 +15,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from peterrec.serving import errors, signatures, tensors
+from peterrec.serving.limits import RequestLimits  # noqa: F401 - public here too
 from peterrec.serving.model_manager import ModelManager
 from peterrec.serving.servable import ServableVersion, SignatureRunner, TensorInfo
 
 DEFAULT_SIGNATURE = "serving_default"
-
-
-@dataclasses.dataclass
-class RequestLimits:
-    """The largest request the server accepts (bigger ones get INVALID_ARGUMENT)."""
-
-    max_rows: int = 1024
-    max_elements: int = 1 << 20  # per input tensor
-    max_body_bytes: int = 32 << 20  # REST request body; gRPC messages are capped at the same size
 
 
 @dataclasses.dataclass

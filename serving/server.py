@@ -13,7 +13,8 @@ model loads its status shows the version LOADING and requests for it answer UNAV
 ``wait_until_loaded()`` blocks until the load is done). Then it polls the base paths
 every ``poll_seconds`` (new versions load without failing in-flight requests; old ones
 unload per policy). It binds 127.0.0.1 unless ``host`` says otherwise; a port of
-``None`` leaves that front end off.
+``None`` leaves that front end off. ``early_grpc`` (a ``grpc_ports.EarlyGrpc``, bound and
+answering UNAVAILABLE before TensorFlow was imported) is adopted as the gRPC front end.
 """
 
 import logging
@@ -39,6 +40,7 @@ class Server:
     ``ModelServerConfig`` or a list of ``ModelEntry``). ``batching=None`` turns batching
     off. ``config_poll_seconds`` > 0 re-reads the config file when it changes.
     ``monitoring`` (a ``MonitoringConfig``) exposes Prometheus metrics on the REST port.
+    ``early_grpc`` (a started ``grpc_ports.EarlyGrpc``) replaces ``grpc_port``: its port gets the services.
     """
 
     def __init__(
@@ -55,15 +57,17 @@ class Server:
         config_poll_seconds: float = 0.0,
         max_workers: int = 64,
         warmup: bool = True,
+        early_grpc=None,
     ):
         if (model_config_path is None) == (model_config is None):
             raise ValueError("give exactly one of model_config_path or model_config")
-        if grpc_port is None and rest_port is None:
+        if grpc_port is None and rest_port is None and early_grpc is None:
             raise ValueError("turn on at least one of gRPC or REST")
         self.model_config_path = model_config_path
         self._config_arg = model_config
         self.host = host
         self._grpc_port_arg = grpc_port
+        self._early_grpc = early_grpc  # a grpc_ports.EarlyGrpc already answering on its port, or None
         self._rest_port_arg = rest_port
         self.poll_seconds = poll_seconds
         self.config_poll_seconds = config_poll_seconds
@@ -87,14 +91,14 @@ class Server:
     @property
     def grpc_target(self) -> str:
         """``host:port`` of the gRPC API (for ``Client`` or ``grpc.insecure_channel``)."""
-        from peterrec.serving.grpc_server import host_port
+        from peterrec.serving.grpc_ports import host_port
 
         return host_port(self.host, self.grpc_port)
 
     @property
     def rest_url(self) -> str:
         """``http://host:port`` of the REST API."""
-        from peterrec.serving.grpc_server import host_port
+        from peterrec.serving.grpc_ports import host_port
 
         return "http://" + host_port(self.host, self.rest_port)
 
@@ -127,7 +131,12 @@ class Server:
         )
         self.predictor = Predictor(self.manager, self.batcher, self.limits, self.metrics)
         try:
-            if self._grpc_port_arg is not None:
+            if self._early_grpc is not None:
+                from peterrec.serving.grpc_server import add_services
+
+                self._grpc = self._early_grpc.open(lambda server: add_services(server, self.predictor, self.manager))
+                self.grpc_port = self._early_grpc.port
+            elif self._grpc_port_arg is not None:
                 from peterrec.serving.grpc_server import create_grpc_server
 
                 self._grpc, self.grpc_port = create_grpc_server(
