@@ -1,8 +1,8 @@
 """``peterrec serve`` and ``peterrec predict``: run the model server, query it.
 
 Nothing heavy is imported here; TensorFlow and gRPC load inside the handlers. ``peterrec serve``
-binds its gRPC port before importing TensorFlow (most of its start-up), so the port answers
-(UNAVAILABLE, "the server is starting") at once, then LOADING / the model's status.
+binds its gRPC and REST ports before importing TensorFlow (most of its start-up), so they answer
+(UNAVAILABLE / 503, "the server is starting") at once, then LOADING / the model's status.
 """
 
 
@@ -60,10 +60,11 @@ def register(subparsers) -> None:
     predict.set_defaults(handler=_predict)
 
 
-def build_server(args, early_grpc=None):
+def build_server(args, early_grpc=None, early_rest=None):
     """The (not yet started) ``Server`` that ``peterrec serve`` runs for these arguments.
 
-    ``early_grpc``: a ``grpc_ports.EarlyGrpc`` already bound to ``--port``, which the server adopts.
+    ``early_grpc`` / ``early_rest``: ports already bound to ``--port`` / ``--rest-port``
+    (``grpc_ports.EarlyGrpc``, ``rest_ports.EarlyRest``), which the server adopts.
     """
     import os
 
@@ -94,6 +95,7 @@ def build_server(args, early_grpc=None):
         limits=request_limits(args),
         monitoring=monitoring,
         early_grpc=early_grpc,
+        early_rest=early_rest,
         **source,
     )
 
@@ -114,16 +116,19 @@ def _serve(args) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from peterrec.serving.grpc_ports import EarlyGrpc
+    from peterrec.serving.rest_ports import EarlyRest
 
-    early = None
+    early_grpc = early_rest = None
     try:
-        # Bound before build_server imports TensorFlow: the port answers UNAVAILABLE meanwhile.
-        early = EarlyGrpc(args.host, args.port, max_message_bytes=request_limits(args).max_body_bytes)
-        server = build_server(args, early)
+        # Bound before build_server imports TensorFlow: the ports answer UNAVAILABLE / 503 meanwhile.
+        early_grpc = EarlyGrpc(args.host, args.port, max_message_bytes=request_limits(args).max_body_bytes)
+        early_rest = EarlyRest(args.host, args.rest_port) if args.rest_port >= 0 else None
+        server = build_server(args, early_grpc, early_rest)
         server.start(wait=False)  # answer at once (models report LOADING) while they load
     except (OSError, ValueError) as error:
-        if early is not None:
-            early.stop()
+        for early in (early_grpc, early_rest):
+            if early is not None:
+                early.stop()
         print(f"peterrec serve: {error}", file=sys.stderr)
         return 1
     print(f"gRPC on {server.grpc_target}" + (f", REST on {server.rest_url}" if server.rest_port else ""), flush=True)

@@ -14,22 +14,23 @@ Routes (``NAME``, then optionally ``/versions/N`` or ``/labels/L``):
   tf.Example as TF Serving does, answered with ``{"results": [[["label", score], ...], ...]}``;
 - ``GET`` the monitoring path (when enabled): Prometheus metrics.
 
+``RestServer(..., early=...)`` adopts a port ``rest_ports.EarlyRest`` bound before TensorFlow loaded.
+
 Errors answer ``{"error": "..."}`` with 400 (bad request, unknown signature), 404 (unknown
 model, version, label or path), 405, 411, 413 (body too large), 500 or 503.
 """
 
-import errno
 import json
 import logging
 import re
 import socket
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Optional
 from urllib.parse import unquote, urlsplit
 
-from peterrec.serving import classify_requests, errors, rest_json, signatures
+from peterrec.serving import classify_requests, errors, rest_json, rest_ports, signatures
 from peterrec.serving.prediction import Predictor
 
 LOG = logging.getLogger("peterrec.serving")
@@ -252,47 +253,6 @@ class _Handler(BaseHTTPRequestHandler):
         return {"results": [[[c, p] for c, p in zip(cs, ps)] for cs, ps in zip(classes, scores)]}
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        LOG.debug("REST connection from %s failed", client_address, exc_info=True)
-
-
-class _HttpServer6(_HttpServer):
-    address_family = socket.AF_INET6
-
-
-class _DualStackHttpServer(_HttpServer6):
-    """One IPv6 socket that takes IPv4 connections too (IPV6_V6ONLY off), as gRPC listens."""
-
-    def server_bind(self):
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
-
-
-WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
-# A machine without IPv6 answers these when a dual-stack socket is asked for: use IPv4 then.
-_NO_IPV6 = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
-
-
-def _bind(host: str, port: int) -> _HttpServer:
-    """The HTTP server bound to ``host:port``; a wildcard host listens on IPv4 and IPv6 both."""
-    if host in WILDCARD_HOSTS and socket.has_ipv6:
-        try:
-            return _DualStackHttpServer(("::", port), _Handler)
-        except OSError as error:
-            if error.errno not in _NO_IPV6:
-                raise
-            LOG.info("IPv6 is unavailable (%s); REST listens on IPv4 only", error)
-        return _HttpServer(("0.0.0.0", port), _Handler)
-    if ":" in host:
-        return _HttpServer6((host.strip("[]"), port), _Handler)
-    return _HttpServer((host, port), _Handler)
-
-
 class RestServer:
     """TF Serving's REST API on ``host:port`` (0 picks a free port; ``port`` tells which).
 
@@ -300,22 +260,20 @@ class RestServer:
     """
 
     def __init__(self, predictor: Predictor, manager, host: str = "127.0.0.1", port: int = 8501,
-                 metrics_path: Optional[str] = None):
-        try:
-            self._httpd = _bind(host, port)
-        except OSError as error:
-            from peterrec.serving.grpc_server import host_port
-
-            raise OSError(f"cannot bind REST to {host_port(host, port)}: {error.strerror or error}") from error
+                 metrics_path: Optional[str] = None, early: Optional[rest_ports.EarlyRest] = None):
+        self._httpd = early.httpd if early is not None else rest_ports.bind(host, port, _Handler)
         self._httpd.predictor = predictor
         self._httpd.manager = manager
         self._httpd.metrics_path = metrics_path if predictor.metrics is not None else None
-        self.host = host
+        self.host = early.host if early is not None else host
         self.port = self._httpd.server_address[1]
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[threading.Thread] = early.thread if early is not None else None
+        self._httpd.RequestHandlerClass = _Handler  # an adopted early port: new connections get the API
 
     def start(self) -> None:
-        """Serves in a background thread."""
+        """Serves in a background thread (an adopted early port serves already)."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="peterrec-rest", daemon=True)
         self._thread.start()

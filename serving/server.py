@@ -13,8 +13,9 @@ model loads its status shows the version LOADING and requests for it answer UNAV
 ``wait_until_loaded()`` blocks until the load is done). Then it polls the base paths
 every ``poll_seconds`` (new versions load without failing in-flight requests; old ones
 unload per policy). It binds 127.0.0.1 unless ``host`` says otherwise; a port of
-``None`` leaves that front end off. ``early_grpc`` (a ``grpc_ports.EarlyGrpc``, bound and
-answering UNAVAILABLE before TensorFlow was imported) is adopted as the gRPC front end.
+``None`` leaves that front end off. ``early_grpc`` and ``early_rest`` (``grpc_ports.EarlyGrpc``,
+``rest_ports.EarlyRest``: bound and answering UNAVAILABLE / 503 before TensorFlow was
+imported) are adopted as the front ends.
 """
 
 import logging
@@ -40,7 +41,8 @@ class Server:
     ``ModelServerConfig`` or a list of ``ModelEntry``). ``batching=None`` turns batching
     off. ``config_poll_seconds`` > 0 re-reads the config file when it changes.
     ``monitoring`` (a ``MonitoringConfig``) exposes Prometheus metrics on the REST port.
-    ``early_grpc`` (a started ``grpc_ports.EarlyGrpc``) replaces ``grpc_port``: its port gets the services.
+    ``early_grpc`` / ``early_rest`` (started ``grpc_ports.EarlyGrpc`` / ``rest_ports.EarlyRest``)
+    replace ``grpc_port`` / ``rest_port``: their ports get the APIs.
     """
 
     def __init__(
@@ -58,16 +60,18 @@ class Server:
         max_workers: int = 64,
         warmup: bool = True,
         early_grpc=None,
+        early_rest=None,
     ):
         if (model_config_path is None) == (model_config is None):
             raise ValueError("give exactly one of model_config_path or model_config")
-        if grpc_port is None and rest_port is None and early_grpc is None:
+        if grpc_port is None and rest_port is None and early_grpc is None and early_rest is None:
             raise ValueError("turn on at least one of gRPC or REST")
         self.model_config_path = model_config_path
         self._config_arg = model_config
         self.host = host
         self._grpc_port_arg = grpc_port
         self._early_grpc = early_grpc  # a grpc_ports.EarlyGrpc already answering on its port, or None
+        self._early_rest = early_rest  # a rest_ports.EarlyRest, likewise
         self._rest_port_arg = rest_port
         self.poll_seconds = poll_seconds
         self.config_poll_seconds = config_poll_seconds
@@ -143,11 +147,12 @@ class Server:
                     self.predictor, self.manager, self.host, self._grpc_port_arg, self.max_workers
                 )
                 self._grpc.start()
-            if self._rest_port_arg is not None:
+            if self._rest_port_arg is not None or self._early_rest is not None:
                 from peterrec.serving.rest_server import RestServer
 
                 metrics_path = self.monitoring.path if self.monitoring and self.monitoring.enable else None
-                self._rest = RestServer(self.predictor, self.manager, self.host, self._rest_port_arg, metrics_path)
+                self._rest = RestServer(self.predictor, self.manager, self.host, self._rest_port_arg, metrics_path,
+                                        early=self._early_rest)
                 self.rest_port = self._rest.port
                 self._rest.start()
             self.manager.start(wait=False)  # a bad config raises here; the models load in the background
