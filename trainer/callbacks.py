@@ -197,6 +197,30 @@ class StepTimer(keras.callbacks.Callback):
         return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
 
 
+class WorkerMeanMetrics(keras.callbacks.Callback):
+    """Under several workers, puts the epoch's training metrics over every worker's batches into
+    the epoch logs. Keras sums what each worker's ``train_step`` returns (its own running mean), so
+    two workers would log twice the loss; the metrics' ``result()`` read outside the step combines
+    the workers' totals and counts instead. Read after the epoch's last step (validation resets the
+    metrics before ``on_epoch_end``); it must come first among the callbacks, which share the logs.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._results = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._results = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 == self.params.get("steps"):
+            self._results = {m.name: float(m.result()) for m in self.model.metrics if m.name in (logs or {})}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self._results)
+
+
 class HistoryLog(keras.callbacks.Callback):
     """Appends one JSON line per finished epoch (epoch number, seconds, all logs) to a file.
 

@@ -203,6 +203,7 @@ def fit_resumably(model, state: TrainingState, config, training_data, evaluation
     import tf_keras as keras
 
     from peterrec.trainer import callbacks as callbacks_lib
+    from peterrec.trainer.distribution import is_multi_worker
 
     initial_epoch = int(state.epoch.numpy())
     skip = int(state.step_in_epoch.numpy())
@@ -224,6 +225,8 @@ def fit_resumably(model, state: TrainingState, config, training_data, evaluation
                 os.path.dirname(log_dir))),
             *callbacks,
         ]
+        if is_multi_worker(model.distribute_strategy):
+            fit_callbacks.insert(0, callbacks_lib.WorkerMeanMetrics())
         fits = [(initial_epoch, config.epochs, train, steps)]
         if skip:
             # The rest of the interrupted epoch: the same batches the uninterrupted run trained on.

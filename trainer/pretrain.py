@@ -152,8 +152,12 @@ class PretrainConfig:
 # ----------------------------------------------------------------------------- pretraining
 def build_pretraining_model(backbone_config: BackboneConfig, vocabulary: Vocabulary, config: PretrainConfig):
     """A compiled pretraining model (backbone + objective + Adam) for the run: a
-    ``LeaveOneOutModel`` under leave-one-out evaluation, else a ``PretrainingModel``."""
+    ``LeaveOneOutModel`` under leave-one-out evaluation, else a ``PretrainingModel``. Call it in
+    the training strategy's scope (under several workers, its optimizer averages their gradients)."""
+    import tensorflow as tf
     import tf_keras as keras
+
+    from peterrec.trainer.distribution import mean_of_workers_optimizer
 
     from peterrec.trainer.backbone import NextItNetBackbone
     from peterrec.trainer.leave_one_out import LeaveOneOutModel
@@ -168,7 +172,8 @@ def build_pretraining_model(backbone_config: BackboneConfig, vocabulary: Vocabul
                                item_counts=counts if config.softmax == "sampled" else None, **kwargs)
     model_class = LeaveOneOutModel if config.evaluation == "leave_one_out" else PretrainingModel
     model = model_class(backbone, objective, name="pretraining")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
+    model.compile(optimizer=mean_of_workers_optimizer(keras.optimizers.Adam, tf.distribute.get_strategy(),
+                                                      learning_rate=config.learning_rate))
     return model
 
 
@@ -182,12 +187,28 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     users of every split found are the data; under "users" evaluation the train split trains and
     the eval split evaluates.
     callbacks: extra Keras callbacks (run after the checkpoint callback).
+
+    Under a ``TF_CONFIG`` naming several workers, every worker runs this with the same arguments
+    (``trainer.distribution``): the chief writes ``output_dir`` and ``export_dir``, the others a
+    temporary folder they delete; every worker returns the metrics it computed.
     """
+    from peterrec.trainer import distribution
+
+    strategy = distribution.training_strategy()  # first: a multi-worker strategy configures TensorFlow
+    with distribution.worker_output_dir(output_dir, strategy) as run_dir:
+        return _pretrain(examples_dir, vocabulary_dir, run_dir, config, train_files, eval_files,
+                         distribution.worker_path(export_dir, output_dir, run_dir), callbacks, strategy)
+
+
+def _pretrain(examples_dir, vocabulary_dir, output_dir, config, train_files, eval_files, export_dir, callbacks,
+              strategy) -> Dict[str, Any]:
+    """``pretrain`` in this worker's output folder, under ``strategy``."""
     import tensorflow as tf
     import tf_keras as keras
 
     from peterrec.trainer import artifacts, data, windows
     from peterrec.trainer import callbacks as callbacks_lib
+    from peterrec.trainer.distribution import shard_for_workers
     from peterrec.trainer.runtime import enable_determinism, skip_autograph_for_tf_keras
 
     skip_autograph_for_tf_keras()
@@ -212,10 +233,12 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
     else:
         evaluation = (data.dataset_from_files(eval_files, config.batch_size, config.max_len, **options)
                       if eval_files else None)
+    evaluation = shard_for_workers(evaluation, strategy)
     if evaluation is None and config.verbose:
         print("pretrain: no eval split, so no evaluation metrics and no early stopping", flush=True)
 
-    model = build_pretraining_model(backbone_config, vocabulary, config)
+    with strategy.scope():
+        model = build_pretraining_model(backbone_config, vocabulary, config)
     backbone = model.backbone
     trackables = {"backbone": backbone}
     generator = getattr(model.objective, "_rng", None)  # the cloze masking RNG: resume it too
@@ -234,10 +257,11 @@ def pretrain(examples_dir: Optional[str], vocabulary_dir: str, output_dir: str, 
               f"{backbone.count_params()} parameters; output {output_dir}", flush=True)
 
     def training_data(first_epoch):
-        return windows.window_training_dataset(
+        dataset, steps = windows.window_training_dataset(
             train_files, config.batch_size, config.max_len, seed=config.seed, first_epoch=first_epoch,
             last_epoch=config.epochs, holdout=holdout, num_windows_per_epoch=train_stats["windows"],
             steps_per_epoch=config.steps_per_epoch, shuffle_buffer=config.shuffle_buffer, **options)
+        return shard_for_workers(dataset, strategy), steps
 
     fitted = fit_resumably(model, state, config, training_data, evaluation, log_dir, run_config, vocabulary,
                            callbacks, label="pretrain")
