@@ -9,9 +9,10 @@ point and waits to be killed. Nothing happens unless the environment asks for it
                                            nothing is in place yet
     PETERREC_TEST_PAUSE=checkpoint-placed  a checkpoint's files are in place, the ``checkpoint``
                                            index does not name it yet
-    PETERREC_TEST_PAUSE_MARKER=PATH        written (JSON: point, step, path) when the pause begins
+    PETERREC_TEST_PAUSE_MARKER=PATH        written (JSON: point, step, path, pid) when the pause begins
 
-A checkpoint pause stops at the first checkpoint write of the process. A paused process that
+A checkpoint pause stops at the first checkpoint write of the process, or, given a checkpoint
+name (``checkpoint-staged:ckpt-2-step-8``), at the write of that checkpoint. A paused process that
 nobody kills exits with status 3 after ``PAUSE_SECONDS``, so a failed test leaves no process
 behind for long.
 """
@@ -28,27 +29,33 @@ POINTS = ("step", "checkpoint-staged", "checkpoint-placed")
 
 
 def requested_pause():
-    """-> (point, step threshold or None) asked for by the environment, or None."""
+    """-> (point, value) asked for by the environment, or None; value: the step threshold (an int)
+    of a ``step`` point, the checkpoint name (a str) of a checkpoint point, or None."""
     wanted = os.environ.get(PAUSE_ENV, "").strip()
     if not wanted:
         return None
     point, _, value = wanted.partition(":")
     if point not in POINTS:
         raise ValueError(f"{PAUSE_ENV}={wanted!r}: the point must be one of {POINTS}")
-    return point, (int(value) if value else None)
+    if not value:
+        return point, None
+    return point, (int(value) if point == "step" else value)
 
 
 def pause_here(point: str, step: Optional[int] = None, path: Optional[str] = None) -> None:
     """Freezes the process at ``point`` if the environment asks for it (see the module docstring).
 
     ``step``: the training step reached (for ``step:N``, the pause happens once step >= N);
-    ``path``: the checkpoint being written, reported in the marker.
+    ``path``: the checkpoint being written, reported in the marker (for ``point:NAME``, the pause
+    happens when its name is NAME).
     """
     requested = requested_pause()
     if requested is None or requested[0] != point:
         return
-    threshold = requested[1]
-    if threshold is not None and (step is None or step < threshold):
+    wanted = requested[1]
+    if isinstance(wanted, int) and (step is None or step < wanted):
+        return
+    if isinstance(wanted, str) and (path is None or os.path.basename(path) != wanted):
         return
     marker = os.environ.get(MARKER_ENV)
     if marker:
