@@ -1,6 +1,7 @@
 """Multi-worker training (peterrec.trainer.distribution): two ``peterrec pretrain`` processes on
 127.0.0.1 under ``MultiWorkerMirroredStrategy`` train what one process trains with the same global
-batch, and only the chief writes the run's files.
+batch, only the chief writes the run's files, and a run resumed by two workers (each restoring the
+chief's checkpoint) ends where one uninterrupted worker ends.
 
 Tolerance: 1e-4 relative on the final weights and the loss curve. Exact equality is not expected:
 each worker's gradient is computed on half of the batch and the two are summed by an all-reduce,
@@ -27,7 +28,7 @@ from peterrec.trainer.pretrain import PretrainConfig, pretrain
 
 EPOCHS, BATCH, MAX_LEN, DIM = 2, 8, 12, 8
 TOLERANCE = 1e-4
-FLAGS = ["--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--max-len", str(MAX_LEN), "--dim", str(DIM),
+FLAGS = ["--batch-size", str(BATCH), "--max-len", str(MAX_LEN), "--dim", str(DIM),
          "--dilations", "1,2", "--patience", "0", "--evaluation", "users", "--deterministic", "--quiet"]
 
 
@@ -47,16 +48,16 @@ def _worker_env(workers, index):
     return env
 
 
-def _run_two_workers(dataset, output, export):
+def _run_two_workers(dataset, output, export, epochs):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     command = [sys.executable, "-m", "peterrec.cli", "pretrain", "--examples", dataset.pretrain_examples,
-               "--vocabulary", dataset.item_vocabulary_dir, "--output", output, "--export", export, *FLAGS]
+               "--vocabulary", dataset.item_vocabulary_dir, "--output", output, "--export", export, "--epochs", str(epochs), *FLAGS]
     processes = [subprocess.Popen(command, env=_worker_env(workers, i), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for i in range(2)]
     results = []
     for process in processes:
         try:
-            out, err = process.communicate(timeout=240)
+            out, err = process.communicate(timeout=900)  # generous: a loaded 2-core machine
         except subprocess.TimeoutExpired:
             for p in processes:
                 p.kill()
@@ -90,9 +91,10 @@ def test_tf_config_decides_the_worker_count():
         distribution.num_workers("{not json")
 
 
-def test_two_workers_train_what_one_worker_trains(dataset, tmp_path):
+def test_two_workers_train_and_resume_what_one_worker_trains(dataset, tmp_path):
     output, export = str(tmp_path / "two"), str(tmp_path / "two_export")
-    chief, other = _run_two_workers(dataset, output, export)
+    _run_two_workers(dataset, output, export, epochs=EPOCHS - 1)
+    chief, other = _run_two_workers(dataset, output, export, epochs=EPOCHS)  # resumes after epoch 1
 
     config = PretrainConfig(backbone=BackboneConfig(vocab_size=0, embedding_dim=DIM, dilations=(1, 2)),
                             batch_size=BATCH, epochs=EPOCHS, max_len=MAX_LEN, early_stopping_patience=0,

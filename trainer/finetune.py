@@ -162,11 +162,24 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
 
     task_examples_dir: an Examples folder with Split-train/ (Split-eval/ for early stopping,
     Split-test/ for the final metrics), or give the file lists directly (TFX style).
-    Returns the metrics written to metrics.json.
+    Returns the metrics written to metrics.json. Under several workers (``TF_CONFIG``), as
+    ``pretrain``: the chief writes ``output_dir`` and ``patch_dir``, the others a temporary folder.
     """
+    from peterrec.trainer import distribution
+
+    strategy = distribution.training_strategy()  # first: a multi-worker strategy configures TensorFlow
+    with distribution.worker_output_dir(output_dir, strategy) as run_dir:
+        return _finetune(backbone_dir, task_examples_dir, run_dir, config, train_files, eval_files, test_files,
+                         distribution.worker_path(patch_dir, output_dir, run_dir), callbacks, strategy)
+
+
+def _finetune(backbone_dir, task_examples_dir, output_dir, config, train_files, eval_files, test_files, patch_dir,
+              callbacks, strategy) -> Dict[str, Any]:
+    """``finetune`` in this worker's output folder, under ``strategy``."""
     import tf_keras as keras
 
     from peterrec.trainer import artifacts, data
+    from peterrec.trainer.distribution import mean_of_workers_optimizer, shard_for_workers
     from peterrec.trainer.runtime import enable_determinism, skip_autograph_for_tf_keras
     from peterrec.trainer.strategies import fresh_backbone_like
     from peterrec.trainer.task_model import build_task_model
@@ -176,7 +189,8 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         enable_determinism()
-    backbone, backbone_config, item_vocabulary = artifacts.load_backbone(backbone_dir, trainable=False)
+    with strategy.scope():
+        backbone, backbone_config, item_vocabulary = artifacts.load_backbone(backbone_dir, trainable=False)
     backbone_fingerprint = artifacts.read_backbone_metadata(backbone_dir)["fingerprint"]
     task, task_vocabulary = _resolve_task(config, item_vocabulary)
     run_config = {"kind": "finetune", "config": {**config.to_dict(), "task": task.to_dict()},
@@ -196,17 +210,20 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
     num_train = data.count_examples(train_files)
 
     def evaluation_data(files):
-        return data.dataset_from_files(files, config.batch_size, config.max_len, kind=task.kind, **options)
+        return shard_for_workers(data.dataset_from_files(files, config.batch_size, config.max_len, kind=task.kind,
+                                                         **options), strategy)
 
     evaluation = evaluation_data(eval_files) if eval_files else None
 
-    base = fresh_backbone_like(backbone) if task.strategy == "peter-zero" else backbone
     target_counts = None
     if task.kind == "cold_start" and task_vocabulary is not None:
         target_counts = [float(task_vocabulary.count_of(i)) for i in range(len(task_vocabulary))]
-    model = build_task_model(base, task, target_counts=target_counts)
     steps_per_epoch = config.steps_per_epoch or -(-num_train // config.batch_size)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate_for(config, steps_per_epoch)))
+    with strategy.scope():
+        base = fresh_backbone_like(backbone) if task.strategy == "peter-zero" else backbone
+        model = build_task_model(base, task, target_counts=target_counts)
+        model.compile(optimizer=mean_of_workers_optimizer(
+            keras.optimizers.Adam, strategy, learning_rate=learning_rate_for(config, steps_per_epoch)))
     report = model.parameter_report()
     state = TrainingState(output_dir, artifacts.task_trackables(model), model.optimizer, config.resolved_monitor,
                           config.early_stopping_patience, config.max_checkpoints)
@@ -218,10 +235,11 @@ def finetune(backbone_dir: str, task_examples_dir: Optional[str], output_dir: st
               f"fine-all's {report['fine_all_params']:,}", flush=True)
 
     def training_data(first_epoch):
-        return data.training_dataset(
+        dataset, steps = data.training_dataset(
             train_files, config.batch_size, config.max_len, kind=task.kind, seed=config.seed,
             first_epoch=first_epoch, last_epoch=config.epochs, num_examples=num_train,
             steps_per_epoch=config.steps_per_epoch, shuffle_buffer=config.shuffle_buffer, **options)
+        return shard_for_workers(dataset, strategy), steps
 
     fitted = fit_resumably(model, state, config, training_data, evaluation, os.path.join(output_dir, "logs"),
                            run_config, item_vocabulary, callbacks, label=f"finetune {task.name!r}")
