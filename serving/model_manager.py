@@ -20,7 +20,7 @@ import logging
 import threading
 from typing import Callable, Dict, List, Optional
 
-from peterrec.serving import errors, model_config
+from peterrec.serving import errors, memory, model_config
 from peterrec.serving.servable import ServableVersion, list_versions, load_servable, saved_model_stamp
 
 LOG = logging.getLogger("peterrec.serving")
@@ -302,6 +302,8 @@ class ModelManager:
             except Exception:  # noqa: BLE001
                 LOG.exception("unload listener failed")
         del servable  # requests still holding it finish on it
+        # glibc keeps what the version freed in its arenas; give it back (serving/memory.py).
+        memory.release_freed_memory()
         with self._lock:
             record.status = VersionStatus(version, END)
         LOG.info("model %s version %d is unloaded", name, version)
