@@ -98,7 +98,10 @@ def test_two_workers_train_and_resume_what_one_worker_trains(dataset, tmp_path):
 
     config = PretrainConfig(backbone=BackboneConfig(vocab_size=0, embedding_dim=DIM, dilations=(1, 2)),
                             batch_size=BATCH, epochs=EPOCHS, max_len=MAX_LEN, early_stopping_patience=0,
-                            evaluation="users", deterministic=True, verbose=0)
+                            evaluation="users", verbose=0)
+    # Not deterministic=True here: op determinism is process-wide and cannot be turned off again,
+    # so it would break later tests in this pytest process that draw non-deterministic seeds. The
+    # CPU kernels of this tiny model give the same values either way, within the 1e-4 compared.
     single = pretrain(dataset.pretrain_examples, dataset.item_vocabulary_dir, str(tmp_path / "one"), config)
 
     # Only the chief wrote where it was told; the other worker's folder is gone.
